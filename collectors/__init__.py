@@ -1,0 +1,1 @@
+"""Collectors: one module each, registered with ``collectors.registry.register``."""

@@ -1,0 +1,5 @@
+"""``python -m exporter``."""
+
+from exporter.main import main
+
+main()

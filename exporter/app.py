@@ -1,0 +1,96 @@
+"""The aiohttp application factory: the cache lives on the app, shared by every request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+
+from collectors.base import CollectorContext
+from collectors.registry import CollectorSpec, load_all
+from exporter.cache import CacheEntry, MetricCache
+from exporter.clock import Clock, system_clock
+from exporter.handlers import routes
+from exporter.keys import CACHE, CLOCK, READY, RESPONSE_CACHE, RUNNER, SETTINGS
+from exporter.response_cache import ResponseCache
+from exporter.runner import CommandRunner
+from exporter.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_cache(
+    settings: Settings,
+    runner: CommandRunner,
+    clock: Clock,
+    registry: dict[str, CollectorSpec] | None = None,
+    psutil_module: Any = None,
+) -> MetricCache:
+    """Instantiate the enabled collectors and their cache entries."""
+    registry = registry if registry is not None else load_all()
+    base = CollectorContext(settings.procfs, settings.sysfs, settings.rootfs, runner)
+    if psutil_module is not None:
+        base = replace(base, psutil=psutil_module)
+    entries = []
+    for conf in settings.collectors:
+        spec = registry[conf.name]
+        ctx = replace(base, options=dict(conf.options), timeout=conf.timeout)
+        entries.append(CacheEntry(conf.name, spec.factory(ctx), conf.interval, conf.timeout))
+    return MetricCache(entries, clock, settings.error_retry_interval)
+
+
+def create_app(
+    settings: Settings,
+    clock: Clock = system_clock,
+    cache: MetricCache | None = None,
+    runner: CommandRunner | None = None,
+    warm_up: bool = True,
+) -> web.Application:
+    """Build the app; pass ``cache`` to use prebuilt collectors (tests, benchmarks)."""
+    runner = runner or CommandRunner(settings.tool_max_output)
+    cache = cache or build_cache(settings, runner, clock)
+    response_cache = ResponseCache(
+        settings.response_cache_max_entries,
+        settings.response_cache_max_bytes,
+        settings.response_cache_ttl,
+        clock,
+        lambda: cache.generation,
+    )
+    middlewares = []
+    if settings.response_cache:
+        middlewares.append(response_cache.middleware(frozenset({settings.telemetry_path})))
+    app = web.Application(middlewares=middlewares)
+    app[SETTINGS] = settings
+    app[CACHE] = cache
+    app[RESPONSE_CACHE] = response_cache
+    app[RUNNER] = runner
+    app[READY] = asyncio.Event()
+    app[CLOCK] = clock
+    app.add_routes(routes(settings.telemetry_path))
+    app.cleanup_ctx.append(_background(warm_up))
+    return app
+
+
+def _background(warm_up: bool) -> Any:
+    async def background(app: web.Application) -> AsyncIterator[None]:
+        cache, ready = app[CACHE], app[READY]
+
+        async def warm() -> None:
+            await cache.warm_up()
+            ready.set()
+            log.info("initial collection finished for %d collectors", len(cache.entries))
+
+        task = asyncio.create_task(warm()) if warm_up else None
+        if task is None:
+            ready.set()
+        yield
+        if task is not None:
+            task.cancel()
+        await cache.close()
+        app[RUNNER].kill_all()
+
+    return background

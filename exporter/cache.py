@@ -1,0 +1,225 @@
+"""The process-wide metric cache: one entry per collector, expiry stamps, single-flight refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from cachetools import LRUCache
+from prometheus_client.metrics_core import Metric
+
+from collectors.base import Collector, NotApplicable
+from exporter.clock import Clock, system_clock
+
+log = logging.getLogger(__name__)
+
+
+class State(StrEnum):
+    """What an entry's last refresh attempt ended in."""
+
+    PENDING = "pending"
+    OK = "ok"
+    ERROR = "error"
+    NOT_APPLICABLE = "not_applicable"
+
+
+class Result(StrEnum):
+    """Label values of ``hwcache_collector_refreshes_total``."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    NOT_APPLICABLE = "not_applicable"
+
+
+@dataclass
+class CacheEntry:
+    """Cached families of one collector plus everything known about their freshness."""
+
+    name: str
+    collector: Collector
+    interval: float
+    timeout: float
+    families: tuple[Metric, ...] = ()
+    state: State = State.PENDING
+    collected_at: float | None = None
+    expires_at: float = 0.0
+    last_attempt_at: float | None = None
+    duration: float | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    generation: int = 0
+    series: int = 0
+    refreshes: Counter[str] = field(default_factory=Counter)
+    last_forced_at: float | None = None
+    inflight: asyncio.Task[None] | None = None
+    rendered: LRUCache[str, bytes] = field(default_factory=lambda: LRUCache(maxsize=16))
+
+    @property
+    def has_data(self) -> bool:
+        """Whether any successful collection is cached."""
+        return self.collected_at is not None
+
+    def expired(self, now: float) -> bool:
+        """Whether the entry is due for a refresh."""
+        return now >= self.expires_at
+
+    def status(self, now: float) -> str:
+        """One word for operators: refreshing, ok, stale, error, pending, not_applicable."""
+        if self.inflight is not None:
+            return "refreshing"
+        if self.state is State.OK:
+            return "stale" if self.expired(now) else "ok"
+        return self.state.value
+
+
+class MetricCache:
+    """One per process: holds every collector's families for the life of the process."""
+
+    def __init__(
+        self,
+        entries: Iterable[CacheEntry],
+        clock: Clock = system_clock,
+        error_retry_interval: float = 60.0,
+    ) -> None:
+        self.entries = {entry.name: entry for entry in entries}
+        self.clock = clock
+        self.error_retry_interval = error_retry_interval
+        self.generation = 0
+        self.collections_started = 0
+        self._listeners: list[Callable[[CacheEntry], None]] = []
+        self._closed = False
+
+    def on_change(self, listener: Callable[[CacheEntry], None]) -> None:
+        """Call ``listener(entry)`` after every data change (refresh, invalidate)."""
+        self._listeners.append(listener)
+
+    def _bump(self, entry: CacheEntry) -> None:
+        self.generation += 1
+        entry.generation = self.generation
+        entry.rendered.clear()
+        for listener in self._listeners:
+            try:
+                listener(entry)
+            except Exception:
+                log.exception("cache change listener failed for %s", entry.name)
+
+    def refresh(self, name: str) -> asyncio.Task[None]:
+        """Start a refresh of ``name`` unless one is already in flight (single-flight)."""
+        entry = self.entries[name]
+        if entry.inflight is None:
+            self.collections_started += 1
+            task = asyncio.create_task(self._run(entry), name=f"refresh-{name}")
+            entry.inflight = task
+        return entry.inflight
+
+    def ensure_fresh(self, names: Iterable[str]) -> list[asyncio.Task[None]]:
+        """Start refreshes for expired entries; return every in-flight refresh among ``names``."""
+        now = self.clock()
+        tasks = []
+        for name in names:
+            entry = self.entries[name]
+            if entry.inflight is None and entry.expired(now) and not self._closed:
+                self.refresh(name)
+            if entry.inflight is not None:
+                tasks.append(entry.inflight)
+        return tasks
+
+    async def fresh(self, names: Sequence[str], wait: float) -> None:
+        """Refresh what is due among ``names``, waiting at most ``wait`` seconds for it."""
+        tasks = self.ensure_fresh(names)
+        if tasks and wait > 0:
+            # shield: a scrape that gives up (deadline or disconnect) never cancels the refresh.
+            await asyncio.wait([asyncio.shield(t) for t in tasks], timeout=wait)
+
+    async def _run(self, entry: CacheEntry) -> None:
+        started = time.perf_counter()
+        entry.last_attempt_at = self.clock()
+        try:
+            async with asyncio.timeout(entry.timeout):
+                families = tuple(await entry.collector.collect())
+            bad = [f for f in families if not isinstance(f, Metric)]
+            if bad:
+                raise TypeError(f"collect() returned {type(bad[0]).__name__}, not a metric family")
+        except NotApplicable as exc:
+            self._finish(entry, started, Result.NOT_APPLICABLE, str(exc) or "not applicable")
+        except TimeoutError:
+            msg = f"timed out after {entry.timeout:g}s"
+            self._finish(entry, started, Result.TIMEOUT, msg)
+        except asyncio.CancelledError:
+            entry.inflight = None
+            raise
+        except Exception as exc:
+            self._finish(entry, started, Result.ERROR, f"{type(exc).__name__}: {exc}")
+        else:
+            self._finish(entry, started, Result.SUCCESS, None, families)
+
+    def _finish(
+        self,
+        entry: CacheEntry,
+        started: float,
+        result: Result,
+        error: str | None,
+        families: tuple[Metric, ...] | None = None,
+    ) -> None:
+        now = self.clock()
+        entry.duration = time.perf_counter() - started
+        entry.refreshes[result.value] += 1
+        entry.inflight = None
+        if result is Result.SUCCESS and families is not None:
+            entry.families = families
+            entry.series = sum(len(f.samples) for f in families)
+            entry.state, entry.collected_at, entry.last_error = State.OK, now, None
+            entry.consecutive_failures = 0
+            entry.expires_at = now + entry.interval
+        elif result is Result.NOT_APPLICABLE:
+            entry.families, entry.series = (), 0
+            entry.state, entry.last_error = State.NOT_APPLICABLE, error
+            entry.expires_at = now + entry.interval
+        else:
+            entry.state, entry.last_error = State.ERROR, error
+            entry.consecutive_failures += 1
+            entry.expires_at = now + min(entry.interval, self.error_retry_interval)
+            log.warning("collector %s failed (%s); serving last good data", entry.name, error)
+        self._bump(entry)
+
+    def invalidate(self, names: Iterable[str], refresh_now: bool, forced: bool = True) -> None:
+        """Expire entries (keeping their data as stale); optionally refresh them now."""
+        now = self.clock()
+        for name in names:
+            entry = self.entries[name]
+            entry.expires_at = now
+            if forced:
+                entry.last_forced_at = now
+            self._bump(entry)
+            if refresh_now and not self._closed:
+                self.refresh(name)
+
+    def forced_refresh_wait(self, name: str, min_interval: float) -> float:
+        """Seconds until ``name`` may be force-refreshed again (0 when allowed now)."""
+        last = self.entries[name].last_forced_at
+        if last is None:
+            return 0.0
+        return max(0.0, last + min_interval - self.clock())
+
+    async def warm_up(self) -> None:
+        """Collect every collector once, in parallel; return when all finished or timed out."""
+        tasks = [self.refresh(name) for name in self.entries]
+        if tasks:
+            await asyncio.gather(*(asyncio.shield(t) for t in tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel in-flight refreshes (their tools' process groups are killed)."""
+        self._closed = True
+        tasks = [e.inflight for e in self.entries.values() if e.inflight is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,105 @@
+"""GET /cache/stats and POST /cache/invalidate: the operators' view of the cache."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from aiohttp import web
+
+from exporter.cache import CacheEntry
+from exporter.keys import CACHE, CLOCK, READY, RESPONSE_CACHE, SETTINGS
+
+REFRESH_MODES = ("next", "now")
+
+
+def entry_stats(entry: CacheEntry, now: float) -> dict[str, Any]:
+    """JSON view of one collector's cache entry."""
+    return {
+        "status": entry.status(now),
+        "state": entry.state.value,
+        "refreshing": entry.inflight is not None,
+        "interval_seconds": entry.interval,
+        "timeout_seconds": entry.timeout,
+        "collected_at": entry.collected_at,
+        "expires_at": entry.expires_at,
+        "age_seconds": None if entry.collected_at is None else max(0.0, now - entry.collected_at),
+        "last_attempt_at": entry.last_attempt_at,
+        "duration_seconds": entry.duration,
+        "last_error": entry.last_error,
+        "consecutive_failures": entry.consecutive_failures,
+        "refreshes": dict(sorted(entry.refreshes.items())),
+        "series": entry.series,
+        "families": len(entry.families),
+        "generation": entry.generation,
+        "last_forced_at": entry.last_forced_at,
+    }
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Per-collector cache state and response-cache counters as JSON."""
+    app = request.app
+    cache, now = app[CACHE], app[CLOCK]()
+    response_cache: dict[str, Any] = {"enabled": False}
+    if app[SETTINGS].response_cache:
+        response_cache = app[RESPONSE_CACHE].stats()
+    body = {
+        "now": now,
+        "ready": app[READY].is_set(),
+        "generation": cache.generation,
+        "collections_started": cache.collections_started,
+        "collectors": {name: entry_stats(e, now) for name, e in cache.entries.items()},
+        "response_cache": response_cache,
+    }
+    return web.json_response(body)
+
+
+def _json_error(status: type[web.HTTPException], message: str, **extra: Any) -> web.HTTPException:
+    return status(text=json.dumps({"error": message, **extra}), content_type="application/json")
+
+
+async def invalidate(request: web.Request) -> web.Response:
+    """Expire all or ``?collector=`` entries; ``refresh=now`` recollects them immediately."""
+    app = request.app
+    cache, settings = app[CACHE], app[SETTINGS]
+    if not settings.invalidate_enabled:
+        raise _json_error(
+            web.HTTPForbidden, "invalidation is disabled (--no-web.enable-invalidate)"
+        )
+    unknown_params = sorted(set(request.query) - {"collector", "refresh"})
+    if unknown_params:
+        raise _json_error(
+            web.HTTPBadRequest,
+            f"unknown parameter {unknown_params[0][:64]!r}; use collector= and refresh=next|now",
+        )
+    refresh = request.query.get("refresh", "next")
+    if refresh not in REFRESH_MODES:
+        raise _json_error(web.HTTPBadRequest, f"refresh must be one of {', '.join(REFRESH_MODES)}")
+    names = list(dict.fromkeys(request.query.getall("collector", []))) or list(cache.entries)
+    for name in names:
+        if name not in cache.entries:
+            raise _json_error(
+                web.HTTPBadRequest,
+                f"unknown or disabled collector {name[:64]!r}",
+                enabled=list(cache.entries),
+            )
+    waits = {n: cache.forced_refresh_wait(n, settings.invalidate_min_interval) for n in names}
+    limited = {n: w for n, w in waits.items() if w > 0}
+    if limited:
+        retry_after = math.ceil(max(limited.values()))
+        body = {
+            "error": "forced refresh too soon; nothing was invalidated",
+            "retry_after_seconds": retry_after,
+            "collectors": {n: round(w, 3) for n, w in sorted(limited.items())},
+        }
+        raise web.HTTPTooManyRequests(
+            text=json.dumps(body),
+            content_type="application/json",
+            headers={"Retry-After": str(retry_after)},
+        )
+    cache.invalidate(names, refresh_now=refresh == "now")
+    return web.json_response(
+        {"invalidated": names, "refresh": refresh, "generation": cache.generation},
+        status=202 if refresh == "now" else 200,
+    )

@@ -1,0 +1,165 @@
+"""Optional middleware caching whole /metrics responses, bounded in entries and bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from cachetools import LRUCache
+from prometheus_client.exposition import gzip_accepted
+
+from exporter.clock import Clock, system_clock
+from exporter.render import negotiate
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CacheKey = tuple[str, tuple[tuple[str, str], ...], str, str, int]
+
+# Set by the metrics handler on the request: the data generation and validity it rendered.
+GENERATION = "hwcache.generation"
+VALID_UNTIL = "hwcache.valid_until"
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    """A stored response body and the headers needed to replay it."""
+
+    body: bytes
+    content_type: str
+    encoding: str
+    valid_until: float
+    size: int
+
+
+class _BoundedLRU(LRUCache[CacheKey, CachedResponse]):
+    """An LRU bounded in total bytes that counts its evictions."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(maxsize=max_bytes, getsizeof=lambda value: value.size)
+        self.evictions = 0
+
+    def popitem(self) -> tuple[CacheKey, CachedResponse]:
+        self.evictions += 1
+        return super().popitem()
+
+
+class ResponseCache:
+    """Whole-response cache keyed by path, canonical query, format, encoding and generation."""
+
+    def __init__(
+        self,
+        max_entries: int = 1000,
+        max_bytes: int = 64 * 1024 * 1024,
+        ttl: float = 15.0,
+        clock: Clock = system_clock,
+        current_generation: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.clock = clock
+        self.current_generation = current_generation
+        self.store = _BoundedLRU(max_bytes)
+        self.hits = 0
+        self.misses = 0
+        self.expired = 0
+        self._generation = current_generation()
+
+    @staticmethod
+    def key(request: web.Request, generation: int) -> CacheKey:
+        """Order-independent key; format and encoding as the handler would negotiate them."""
+        query = tuple(sorted(request.query.items()))
+        content_type = negotiate(request.headers.get("Accept", "")).content_type
+        encoding = "gzip" if gzip_accepted(request.headers.get("Accept-Encoding", "")) else ""
+        return (request.path, query, content_type, encoding, generation)
+
+    def _drop_old_generations(self) -> None:
+        generation = self.current_generation()
+        if generation != self._generation:
+            # Entries of an older generation can never be hit again: free them now.
+            self.store.clear()
+            self._generation = generation
+
+    def get(self, key: CacheKey) -> CachedResponse | None:
+        """Return a still-valid cached response, or ``None``."""
+        self._drop_old_generations()
+        cached = self.store.get(key)
+        if cached is not None and self.clock() >= cached.valid_until:
+            del self.store[key]
+            self.expired += 1
+            cached = None
+        if cached is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return cached
+
+    def put(self, key: CacheKey, response: web.Response, valid_until: float) -> None:
+        """Store a 200 response body (already encoded as the client negotiated)."""
+        body = response.body
+        if not isinstance(body, bytes):
+            return
+        now = self.clock()
+        if self.ttl > 0:
+            valid_until = min(valid_until, now + self.ttl)
+        size = len(body) + sum(len(k) + len(v) for k, v in key[1]) + len(key[0]) + 256
+        if valid_until <= now or size > self.max_bytes:
+            return
+        self._drop_old_generations()
+        self.store[key] = CachedResponse(
+            body,
+            response.headers.get("Content-Type", ""),
+            response.headers.get("Content-Encoding", ""),
+            valid_until,
+            size,
+        )
+        while len(self.store) > self.max_entries:
+            self.store.popitem()
+
+    def clear(self) -> None:
+        """Drop every stored response."""
+        self.store.clear()
+
+    def stats(self) -> dict[str, Any]:
+        """Numbers for /cache/stats."""
+        return {
+            "enabled": True,
+            "entries": len(self.store),
+            "bytes": self.store.currsize,
+            "max_entries": self.max_entries,
+            "max_bytes": self.max_bytes,
+            "ttl_seconds": self.ttl,
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.store.evictions,
+            "expired": self.expired,
+        }
+
+    def middleware(self, paths: frozenset[str]) -> Middleware:
+        """An aiohttp middleware serving GETs of ``paths`` from this cache."""
+
+        @web.middleware
+        async def response_cache(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.method != "GET" or request.path not in paths:
+                return await handler(request)
+            key = self.key(request, self.current_generation())
+            cached = self.get(key)
+            if cached is not None:
+                headers = {"Content-Type": cached.content_type, "X-Hwcache-Response": "hit"}
+                if cached.encoding:
+                    headers["Content-Encoding"] = cached.encoding
+                return web.Response(body=cached.body, headers=headers)
+            response = await handler(request)
+            generation = request.get(GENERATION)
+            if (
+                isinstance(response, web.Response)
+                and response.status == 200
+                and generation is not None
+            ):
+                self.put((*key[:4], generation), response, request[VALID_UNTIL])
+                response.headers["X-Hwcache-Response"] = "miss"
+            return response
+
+        return response_cache

@@ -1,0 +1,39 @@
+"""Runtime settings of the exporter, built from the command line (or directly by tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """One enabled collector's configuration."""
+
+    name: str
+    interval: float
+    timeout: float
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app factory needs."""
+
+    collectors: tuple[CollectorSettings, ...]
+    listen_address: str = ":9847"
+    telemetry_path: str = "/metrics"
+    procfs: Path = Path("/proc")
+    sysfs: Path = Path("/sys")
+    rootfs: Path = Path("/")
+    response_cache: bool = True
+    response_cache_max_entries: int = 1000
+    response_cache_max_bytes: int = 64 * 1024 * 1024
+    response_cache_ttl: float = 15.0
+    scrape_timeout_offset: float = 0.5
+    max_scrape_wait: float = 10.0
+    error_retry_interval: float = 60.0
+    invalidate_min_interval: float = 60.0
+    invalidate_enabled: bool = True
+    max_requests: int = 40
+    tool_max_output: int = 16 * 1024 * 1024
