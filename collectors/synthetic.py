@@ -1,0 +1,48 @@
+"""A synthetic collector for benchmarks and integration tests: N samples after a delay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from collectors.base import Collector, CollectorError
+from collectors.registry import CollectorOption, register
+
+
+@register(
+    "synthetic",
+    description="Synthetic samples for benchmarks and tests (never on by default)",
+    default_enabled=False,
+    interval="1h",
+    timeout="60s",
+    options=(
+        CollectorOption("samples", "1000", "number of samples to produce"),
+        CollectorOption("delay", "0", "seconds to sleep before answering (a slow tool)"),
+        CollectorOption("fail", "false", "fail every collection (true/false)"),
+    ),
+)
+class SyntheticCollector(Collector):
+    """Produces ``samples`` gauge samples spread over 10 families, after ``delay`` seconds."""
+
+    async def collect(self) -> Sequence[Metric]:
+        """Sleep, then return the samples (or fail when asked to)."""
+        try:
+            samples = int(self.ctx.option("samples") or "1000")
+            delay = float(self.ctx.option("delay") or "0")
+        except ValueError as exc:
+            raise CollectorError(f"bad synthetic option: {exc}") from None
+        await asyncio.sleep(delay)
+        if self.ctx.flag("fail"):
+            raise CollectorError("synthetic failure requested (--collector.synthetic.fail)")
+        families = [
+            GaugeMetricFamily(
+                f"hw_synthetic_value_{i}", "Synthetic value.", labels=["device", "sensor"]
+            )
+            for i in range(10)
+        ]
+        for n in range(samples):
+            families[n % 10].add_metric([f"dev{n // 100}", f"s{n % 100}"], float(n))
+        return families
