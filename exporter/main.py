@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
 import psutil
-from aiohttp import web
 
 from collectors.registry import CollectorSpec, load_all
 from exporter import __version__
@@ -15,6 +15,7 @@ from exporter.app import create_app
 from exporter.cli import build_parser, enabled_collectors, explicit_collectors, settings_from_args
 from exporter.logs import setup_logging
 from exporter.runner import CommandRunner
+from exporter.serve import serve
 
 log = logging.getLogger("hwcache_exporter")
 
@@ -65,15 +66,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings.listen_address,
         ", ".join(names) or "(none)",
     )
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=10.0,
-        handle_signals=True,
-    )
+    try:
+        asyncio.run(serve(app, host, port))
+    except OSError as exc:
+        raise SystemExit(f"cannot listen on {settings.listen_address}: {exc}") from None
 
 
 if __name__ == "__main__":
