@@ -18,8 +18,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CacheKey = tuple[str, tuple[tuple[str, str], ...], str, str, int]
 
 # Set by the metrics handler on the request: the data generation and validity it rendered.
-GENERATION = "hwcache.generation"
-VALID_UNTIL = "hwcache.valid_until"
+GENERATION = web.RequestKey("hwcache_generation", int)
+VALID_UNTIL = web.RequestKey("hwcache_valid_until", float)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,49 @@
+"""Small in-process collectors for testing the cache framework (not hardware mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from collectors.base import Collector, CollectorContext, NotApplicable
+from exporter.cache import CacheEntry, MetricCache
+from exporter.clock import FakeClock
+
+
+class CountingCollector(Collector):
+    """Returns ``hw_test_<name>_value`` = number of collections so far; can block or fail."""
+
+    def __init__(self, name: str, samples: int = 3) -> None:
+        super().__init__(CollectorContext())
+        self.name = name
+        self.samples = samples
+        self.calls = 0
+        self.gate: asyncio.Event | None = None
+        self.fail: str | None = None
+        self.not_applicable = False
+
+    async def collect(self) -> Sequence[Metric]:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail:
+            raise RuntimeError(self.fail)
+        if self.not_applicable:
+            raise NotApplicable("no such hardware")
+        family = GaugeMetricFamily(f"hw_test_{self.name}_value", "Test value.", labels=["device"])
+        for i in range(self.samples):
+            family.add_metric([f"dev{i}"], float(self.calls))
+        return [family]
+
+
+def make_cache(
+    *names: str, interval: float = 60.0, timeout: float = 5.0, clock: FakeClock | None = None
+) -> tuple[MetricCache, dict[str, CountingCollector], FakeClock]:
+    """A MetricCache over counting collectors and a fake clock."""
+    clock = clock or FakeClock()
+    collectors = {name: CountingCollector(name) for name in names}
+    entries = [CacheEntry(n, c, interval, timeout) for n, c in collectors.items()]
+    return MetricCache(entries, clock, error_retry_interval=30.0), collectors, clock

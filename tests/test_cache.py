@@ -1,0 +1,133 @@
+"""Metric cache semantics: expiry, single-flight, stale-on-failure, generations."""
+
+from __future__ import annotations
+
+import asyncio
+
+from exporter.cache import State
+from tests.doubles import make_cache
+
+
+async def test_entry_expires_after_interval_on_the_fake_clock() -> None:
+    cache, collectors, clock = make_cache("a", interval=100.0)
+    await cache.fresh(["a"], wait=5)
+    assert collectors["a"].calls == 1
+    clock.advance(99.9)
+    await cache.fresh(["a"], wait=5)
+    assert collectors["a"].calls == 1
+    clock.advance(0.2)
+    await cache.fresh(["a"], wait=5)
+    assert collectors["a"].calls == 2
+    assert cache.entries["a"].expires_at == clock.now + 100.0
+
+
+async def test_fifty_concurrent_requests_on_expired_entry_collect_once() -> None:
+    cache, collectors, clock = make_cache("a")
+    await cache.fresh(["a"], wait=5)
+    clock.advance(61)
+    gate = collectors["a"].gate = asyncio.Event()
+    waiters = [asyncio.create_task(cache.fresh(["a"], wait=5)) for _ in range(50)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.gather(*waiters)
+    assert collectors["a"].calls == 2
+    assert cache.entries["a"].refreshes["success"] == 2
+
+
+async def test_waiter_gives_up_at_deadline_but_refresh_continues() -> None:
+    cache, collectors, clock = make_cache("a")
+    await cache.fresh(["a"], wait=5)
+    clock.advance(61)
+    gate = collectors["a"].gate = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await cache.fresh(["a"], wait=0.2)
+    assert loop.time() - started < 1.0
+    entry = cache.entries["a"]
+    assert entry.inflight is not None and entry.has_data
+    gate.set()
+    await entry.inflight
+    assert collectors["a"].calls == 2 and entry.state is State.OK
+
+
+async def test_failure_keeps_last_good_families_and_records_error() -> None:
+    cache, collectors, clock = make_cache("a", "b")
+    await cache.fresh(["a", "b"], wait=5)
+    good = cache.entries["a"].families
+    generation_before = cache.generation
+    clock.advance(61)
+    collectors["a"].fail = "disk on fire"
+    await cache.fresh(["a", "b"], wait=5)
+    entry = cache.entries["a"]
+    assert entry.families is good
+    assert entry.state is State.ERROR and entry.last_error == "RuntimeError: disk on fire"
+    assert entry.consecutive_failures == 1
+    assert entry.expires_at == clock.now + 30.0  # retried sooner than the interval
+    assert cache.entries["b"].state is State.OK and cache.entries["b"].refreshes["success"] == 2
+    assert cache.generation > generation_before
+
+
+async def test_collector_timeout_is_a_failure_with_message() -> None:
+    cache, collectors, _ = make_cache("a", timeout=0.1)
+    collectors["a"].gate = asyncio.Event()
+    await cache.fresh(["a"], wait=5)
+    entry = cache.entries["a"]
+    assert entry.state is State.ERROR and entry.last_error == "timed out after 0.1s"
+    assert entry.refreshes["timeout"] == 1 and not entry.has_data
+
+
+async def test_not_applicable_is_not_a_failure() -> None:
+    cache, collectors, _ = make_cache("a")
+    collectors["a"].not_applicable = True
+    await cache.fresh(["a"], wait=5)
+    entry = cache.entries["a"]
+    assert entry.state is State.NOT_APPLICABLE and entry.refreshes["not_applicable"] == 1
+    assert entry.families == () and entry.consecutive_failures == 0
+
+
+async def test_invalidate_expires_keeps_data_and_bumps_generation() -> None:
+    cache, collectors, clock = make_cache("a", "b")
+    await cache.warm_up()
+    generation = cache.generation
+    cache.invalidate(["a"], refresh_now=False)
+    assert cache.generation == generation + 1
+    assert cache.entries["a"].expired(clock.now) and cache.entries["a"].has_data
+    assert not cache.entries["b"].expired(clock.now)
+    assert collectors["a"].calls == 1
+    cache.invalidate(["b"], refresh_now=True)
+    await cache.entries["b"].inflight  # type: ignore[misc]
+    assert collectors["b"].calls == 2
+
+
+async def test_forced_refresh_wait_counts_down_on_clock() -> None:
+    cache, _, clock = make_cache("a")
+    assert cache.forced_refresh_wait("a", 60) == 0
+    cache.invalidate(["a"], refresh_now=False)
+    assert cache.forced_refresh_wait("a", 60) == 60
+    clock.advance(45)
+    assert cache.forced_refresh_wait("a", 60) == 15
+
+
+async def test_warm_up_collects_all_in_parallel() -> None:
+    cache, collectors, _ = make_cache("a", "b", "c")
+    gates = {}
+    for name, collector in collectors.items():
+        gates[name] = collector.gate = asyncio.Event()
+    warm = asyncio.create_task(cache.warm_up())
+    await asyncio.sleep(0.01)
+    # All three are in flight at once before any is released.
+    assert all(cache.entries[n].inflight is not None for n in collectors)
+    for gate in gates.values():
+        gate.set()
+    await warm
+    assert all(c.calls == 1 for c in collectors.values())
+
+
+async def test_close_cancels_inflight_refreshes() -> None:
+    cache, collectors, _ = make_cache("a")
+    collectors["a"].gate = asyncio.Event()
+    task = cache.refresh("a")
+    await asyncio.sleep(0.01)
+    await cache.close()
+    assert task.cancelled() and cache.entries["a"].inflight is None
+    assert cache.ensure_fresh(["a"]) == []

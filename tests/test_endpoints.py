@@ -1,0 +1,208 @@
+"""HTTP endpoints on a real aiohttp server: /metrics filters, deadlines, stats, invalidate, pages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.app import create_app
+from exporter.cache import MetricCache
+from exporter.clock import FakeClock
+from exporter.settings import Settings
+from tests.doubles import CountingCollector, make_cache
+
+ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
+
+
+def sample(body: str, name: str, **labels: str) -> float | None:
+    """Value of one sample in a text exposition body."""
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return None
+
+
+async def start(
+    aiohttp_client: ClientFactory, *names: str, **settings: Any
+) -> tuple[TestClient[Any, Any], MetricCache, dict[str, CountingCollector], FakeClock]:
+    cache, collectors, clock = make_cache(*names)
+    app = create_app(Settings(collectors=(), **settings), clock=clock, cache=cache)
+    client = await aiohttp_client(app)
+    await cache.warm_up()
+    return client, cache, collectors, clock
+
+
+async def test_metrics_serves_cached_families_and_freshness(aiohttp_client: ClientFactory) -> None:
+    client, cache, collectors, clock = await start(aiohttp_client, "a", "b")
+    for _ in range(5):
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+    body = await resp.text()
+    assert sample(body, "hw_test_a_value", device="dev0") == 1.0
+    assert sample(body, "hwcache_collector_success", collector="a") == 1.0
+    assert sample(body, "hwcache_collector_refreshes_total", collector="a", result="success") == 1
+    assert sample(body, "hwcache_collector_interval_seconds", collector="b") == 60.0
+    assert collectors["a"].calls == 1 and collectors["b"].calls == 1
+    clock.advance(5)
+    body = await (await client.get("/metrics?collect[]=a&x=1")).text()
+    assert sample(body, "hwcache_collector_cache_age_seconds", collector="a") == 5.0
+
+
+async def test_collect_and_exclude_filters(aiohttp_client: ClientFactory) -> None:
+    client, *_ = await start(aiohttp_client, "a", "b")
+    body = await (await client.get("/metrics?collect[]=a")).text()
+    assert "hw_test_a_value" in body and "hw_test_b_value" not in body
+    assert 'collector="b"' not in body
+    body = await (await client.get("/metrics?exclude[]=a")).text()
+    assert "hw_test_a_value" not in body and "hw_test_b_value" in body
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("collect[]=a&exclude[]=b", "cannot be combined"),
+        ("collect[]=nope", "unknown or disabled collector 'nope'"),
+        ("exclude[]=nope", "enabled collectors: a, b"),
+    ],
+)
+async def test_bad_filters_are_400_with_clear_message(
+    aiohttp_client: ClientFactory, query: str, message: str
+) -> None:
+    client, *_ = await start(aiohttp_client, "a", "b")
+    resp = await client.get(f"/metrics?{query}")
+    assert resp.status == 400
+    assert message in await resp.text()
+
+
+async def test_name_filter_keeps_only_named_samples(aiohttp_client: ClientFactory) -> None:
+    client, *_ = await start(aiohttp_client, "a", "b")
+    resp = await client.get("/metrics?name[]=hw_test_b_value&name[]=hwcache_build_info")
+    names = {s.name for f in text_string_to_metric_families(await resp.text()) for s in f.samples}
+    assert names == {"hw_test_b_value", "hwcache_build_info"}
+
+
+async def test_hanging_refresh_serves_stale_within_scrape_deadline(
+    aiohttp_client: ClientFactory,
+) -> None:
+    client, cache, collectors, clock = await start(
+        aiohttp_client, "a", "b", scrape_timeout_offset=0.5
+    )
+    clock.advance(100)
+    collectors["a"].gate = asyncio.Event()
+    started = time.monotonic()
+    resp = await client.get("/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1"})
+    elapsed = time.monotonic() - started
+    body = await resp.text()
+    assert resp.status == 200 and elapsed < 1.0
+    assert sample(body, "hw_test_a_value", device="dev0") == 1.0  # stale data
+    assert sample(body, "hwcache_collector_cache_age_seconds", collector="a") == 100.0
+    assert sample(body, "hwcache_collector_stale", collector="a") == 1.0
+    assert sample(body, "hw_test_b_value", device="dev0") == 2.0  # b refreshed meanwhile
+    collectors["a"].gate.set()
+    await asyncio.sleep(0.05)
+    body = await (await client.get("/metrics")).text()
+    assert sample(body, "hw_test_a_value", device="dev0") == 2.0
+    assert collectors["a"].calls == 2
+
+
+async def test_failing_collector_leaves_others_untouched(aiohttp_client: ClientFactory) -> None:
+    client, cache, collectors, clock = await start(aiohttp_client, "a", "b", "c")
+    clock.advance(100)
+    collectors["b"].fail = "smartctl exploded"
+    body = await (await client.get("/metrics")).text()
+    assert sample(body, "hwcache_collector_success", collector="b") == 0.0
+    assert sample(body, "hw_test_b_value", device="dev0") == 1.0  # last good data
+    for name in ("a", "c"):
+        assert sample(body, "hwcache_collector_success", collector=name) == 1.0
+        assert sample(body, f"hw_test_{name}_value", device="dev0") == 2.0
+    stats = await (await client.get("/cache/stats")).json()
+    assert stats["collectors"]["b"]["last_error"] == "RuntimeError: smartctl exploded"
+    assert stats["collectors"]["b"]["status"] == "error"
+    assert stats["collectors"]["a"]["status"] == "ok"
+
+
+async def test_never_succeeded_collector_exports_only_freshness(
+    aiohttp_client: ClientFactory,
+) -> None:
+    cache, collectors, clock = make_cache("a", "b")
+    collectors["a"].fail = "no luck"
+    app = create_app(Settings(collectors=()), clock=clock, cache=cache)
+    client = await aiohttp_client(app)
+    await cache.warm_up()
+    body = await (await client.get("/metrics")).text()
+    assert "hw_test_a_value" not in body
+    assert sample(body, "hwcache_collector_success", collector="a") == 0.0
+    assert sample(body, "hwcache_collector_last_success_timestamp_seconds", collector="a") is None
+
+
+async def test_stats_json_shape(aiohttp_client: ClientFactory) -> None:
+    client, cache, _, clock = await start(aiohttp_client, "a")
+    for _ in range(3):
+        await client.get("/metrics")
+    stats = await (await client.get("/cache/stats")).json()
+    a = stats["collectors"]["a"]
+    assert a["collected_at"] == clock.now and a["expires_at"] == clock.now + 60
+    assert a["series"] == 3 and a["refreshes"] == {"success": 1}
+    assert stats["response_cache"]["hits"] == 2 and stats["response_cache"]["misses"] == 1
+    assert stats["ready"] is True and stats["generation"] == cache.generation
+
+
+async def test_invalidate_rules(aiohttp_client: ClientFactory) -> None:
+    client, cache, collectors, clock = await start(aiohttp_client, "a", "b")
+    assert (await client.get("/cache/invalidate")).status == 405
+    resp = await client.post("/cache/invalidate?collector=zzz")
+    assert resp.status == 400 and "zzz" in (await resp.json())["error"]
+    assert (await client.post("/cache/invalidate?refresh=later")).status == 400
+    assert (await client.post("/cache/invalidate?bogus=1")).status == 400
+    resp = await client.post("/cache/invalidate?collector=a&refresh=now")
+    assert resp.status == 202
+    assert await resp.json() == {"invalidated": ["a"], "refresh": "now", "generation": 3}
+    await asyncio.sleep(0.01)
+    assert collectors["a"].calls == 2 and collectors["b"].calls == 1
+    resp = await client.post("/cache/invalidate?collector=a&collector=b")
+    assert resp.status == 429 and resp.headers["Retry-After"] == "60"
+    assert not cache.entries["b"].expired(clock.now)  # nothing invalidated on 429
+    clock.advance(61)
+    resp = await client.post("/cache/invalidate")
+    assert resp.status == 200 and (await resp.json())["invalidated"] == ["a", "b"]
+    await client.get("/metrics")
+    assert collectors["a"].calls == 3 and collectors["b"].calls == 2
+
+
+async def test_invalidate_can_be_disabled(aiohttp_client: ClientFactory) -> None:
+    client, *_ = await start(aiohttp_client, "a", invalidate_enabled=False)
+    assert (await client.post("/cache/invalidate")).status == 403
+
+
+async def test_landing_page_lists_collectors(aiohttp_client: ClientFactory) -> None:
+    client, cache, collectors, clock = await start(aiohttp_client, "a", "b")
+    clock.advance(100)
+    collectors["b"].fail = "<script>boom</script>"
+    await client.get("/metrics")
+    page = await (await client.get("/")).text()
+    assert 'href="/metrics"' in page
+    assert 'id="collector-a"' in page and 'class="status ok"' in page
+    assert 'class="status error"' in page and "&lt;script&gt;boom" in page
+
+
+async def test_ready_waits_for_initial_collection(aiohttp_client: ClientFactory) -> None:
+    cache, collectors, clock = make_cache("a")
+    gate = collectors["a"].gate = asyncio.Event()
+    app = create_app(Settings(collectors=()), clock=clock, cache=cache)
+    client = await aiohttp_client(app)
+    assert (await client.get("/-/healthy")).status == 200
+    assert (await client.get("/-/ready")).status == 503
+    gate.set()
+    for _ in range(100):
+        if (await client.get("/-/ready")).status == 200:
+            break
+        await asyncio.sleep(0.01)
+    assert (await client.get("/-/ready")).status == 200
