@@ -19,6 +19,7 @@ def _sensor_label(label: str, index: int) -> str:
 @register(
     "sensors",
     description="Temperatures, fans and battery via psutil",
+    default_enabled=False,  # hwmon reads the same sysfs files, honours --path.sysfs
     interval="1m",
     timeout="30s",
 )

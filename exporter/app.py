@@ -12,6 +12,8 @@ from aiohttp import web
 
 from collectors.base import CollectorContext
 from collectors.registry import CollectorSpec, load_all
+from exporter import sdnotify, snapshot
+from exporter.auth import WEB_SECURITY, WebSecurity
 from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import Clock, system_clock
 from exporter.handlers import routes
@@ -49,6 +51,7 @@ def create_app(
     cache: MetricCache | None = None,
     runner: CommandRunner | None = None,
     warm_up: bool = True,
+    security: WebSecurity | None = None,
 ) -> web.Application:
     """Build the app; pass ``cache`` to use prebuilt collectors (tests, benchmarks)."""
     runner = runner or CommandRunner(settings.tool_max_output)
@@ -60,7 +63,9 @@ def create_app(
         clock,
         lambda: cache.generation,
     )
-    middlewares = []
+    # Without ``security`` the web config file is loaded here (raises WebConfigError).
+    security = security or WebSecurity.from_file(settings.web_config_file)
+    middlewares = security.middlewares(settings.max_requests)
     if settings.response_cache:
         middlewares.append(response_cache.middleware(frozenset({settings.telemetry_path})))
     app = web.Application(middlewares=middlewares)
@@ -70,7 +75,11 @@ def create_app(
     app[RUNNER] = runner
     app[READY] = asyncio.Event()
     app[CLOCK] = clock
+    app[WEB_SECURITY] = security
     app.add_routes(routes(settings.telemetry_path))
+    if settings.cache_dir is not None:
+        # Registered first: restores before the warm-up, flushes after cache.close().
+        app.cleanup_ctx.append(snapshot.persistence(cache, settings))
     app.cleanup_ctx.append(_background(warm_up))
     return app
 
@@ -83,6 +92,7 @@ def _background(warm_up: bool) -> Any:
             await cache.warm_up()
             ready.set()
             log.info("initial collection finished for %d collectors", len(cache.entries))
+            sdnotify.status(f"ready; collectors: {', '.join(cache.entries) or '(none)'}")
 
         task = asyncio.create_task(warm()) if warm_up else None
         if task is None:

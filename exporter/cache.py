@@ -210,7 +210,9 @@ class MetricCache:
 
     async def warm_up(self) -> None:
         """Collect every collector once, in parallel; return when all finished or timed out."""
-        tasks = [self.refresh(name) for name in self.entries]
+        # Entries restored unexpired from a snapshot (warm restart) are not collected again.
+        now = self.clock()
+        tasks = [self.refresh(name) for name, entry in self.entries.items() if entry.expired(now)]
         if tasks:
             await asyncio.gather(*(asyncio.shield(t) for t in tasks), return_exceptions=True)
 

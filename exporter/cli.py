@@ -32,6 +32,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
 def build_parser(registry: dict[str, CollectorSpec]) -> argparse.ArgumentParser:
     """All flags; per-collector ones come from the registry."""
     parser = argparse.ArgumentParser(
@@ -92,7 +102,19 @@ def build_parser(registry: dict[str, CollectorSpec]) -> argparse.ArgumentParser:
         default=True,
         help="allow POST /cache/invalidate",
     )
-    add("--web.max-requests", dest="max_requests", type=_positive_int, default=40)
+    add(
+        "--web.max-requests",
+        dest="max_requests",
+        type=_non_negative_int,
+        default=40,
+        help="maximum concurrent requests; more get 503 (0 = unlimited)",
+    )
+    add(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="exporter-toolkit web config (TLS, basic auth, headers); reloaded on SIGHUP",
+    )
     add(
         "--collector.error-retry-interval",
         dest="error_retry",
@@ -111,6 +133,12 @@ def build_parser(registry: dict[str, CollectorSpec]) -> argparse.ArgumentParser:
     add("--path.rootfs", dest="rootfs", default="/")
     add("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"])
     add("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    add(
+        "--cache.dir",
+        dest="cache_dir",
+        default="",
+        help="directory to persist the metric cache in for warm restarts (empty = off)",
+    )
     for spec in registry.values():
         state = "enabled" if spec.default_enabled else "disabled"
         add(
@@ -193,6 +221,8 @@ def settings_from_args(
         invalidate_min_interval=args.invalidate_min,
         invalidate_enabled=args.invalidate_enabled,
         max_requests=args.max_requests,
+        web_config_file=Path(args.web_config_file) if args.web_config_file else None,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
     )
 
 

@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from aiohttp.http_exceptions import BadHttpMessage
+
 LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -52,6 +54,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data)
 
 
+class MalformedRequestFilter(logging.Filter):
+    """Turn aiohttp's traceback for a malformed request (already answered 400) into a debug line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, BadHttpMessage):
+            return True
+        # Any client could otherwise fill the error log (oversized URL, garbage request line).
+        record.msg, record.args, record.exc_info = f"{record.getMessage()}: {exc}", (), None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
 def setup_logging(level: str, fmt: str) -> None:
     """Configure the root logger to write to stderr (journald captures it)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -60,3 +75,6 @@ def setup_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in server.filters):
+        server.addFilter(MalformedRequestFilter())

@@ -12,10 +12,12 @@ import psutil
 from collectors.registry import CollectorSpec, load_all
 from exporter import __version__
 from exporter.app import create_app
+from exporter.auth import WebSecurity
 from exporter.cli import build_parser, enabled_collectors, explicit_collectors, settings_from_args
 from exporter.logs import setup_logging
 from exporter.runner import CommandRunner
 from exporter.serve import serve
+from exporter.webconfig import WebConfigError
 
 log = logging.getLogger("hwcache_exporter")
 
@@ -59,7 +61,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = settings_from_args(args, registry, names)
     psutil.PROCFS_PATH = str(settings.procfs)
     host, port = split_listen_address(settings.listen_address)
-    app = create_app(settings, runner=runner)
+    try:
+        security = WebSecurity.from_file(settings.web_config_file)
+    except WebConfigError as exc:
+        raise SystemExit(f"hwcache-exporter: --web.config.file: {exc}") from None
+    app = create_app(settings, runner=runner, security=security)
     log.info(
         "starting hwcache-exporter %s on %s with collectors: %s",
         __version__,
@@ -67,7 +73,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         ", ".join(names) or "(none)",
     )
     try:
-        asyncio.run(serve(app, host, port))
+        asyncio.run(
+            serve(
+                app,
+                host,
+                port,
+                on_reload=security.schedule_reload,
+                ssl_context=security.ssl_context,
+            )
+        )
     except OSError as exc:
         raise SystemExit(f"cannot listen on {settings.listen_address}: {exc}") from None
 

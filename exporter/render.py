@@ -40,7 +40,11 @@ class Format:
 @functools.lru_cache(maxsize=128)
 def negotiate(accept: str) -> Format:
     """Pick the format prometheus_client would for this ``Accept`` header."""
-    encoder, content_type = choose_encoder(accept)
+    try:
+        encoder, content_type = choose_encoder(accept)
+    except (TypeError, ValueError):
+        # prometheus_client raises on a non-numeric version (``version=abc``): use plain text.
+        encoder, content_type = choose_encoder("")
     return Format(content_type, encoder)
 
 

@@ -36,4 +36,6 @@ class Settings:
     invalidate_min_interval: float = 60.0
     invalidate_enabled: bool = True
     max_requests: int = 40
+    web_config_file: Path | None = None
     tool_max_output: int = 16 * 1024 * 1024
+    cache_dir: Path | None = None

@@ -1,0 +1,230 @@
+"""BMC sensors, DCMI power and SEL usage through ipmitool (in-band, /dev/ipmi0)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from collectors.base import Collector, CollectorError, NotApplicable
+from collectors.ipmi_parse import (
+    DcmiReading,
+    Reading,
+    SelInfo,
+    parse_dcmi_power,
+    parse_sdr_elist,
+    parse_sel_info,
+    parse_sensor_list,
+)
+from collectors.registry import CollectorOption, register
+from exporter.runner import (
+    CommandError,
+    CommandNotFound,
+    CommandPermissionDenied,
+    CommandResult,
+    CommandTimeout,
+)
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+VALUE_FAMILIES = {
+    "temperature": ("hw_ipmi_temperature_celsius", "Temperature sensor reading."),
+    "fan": ("hw_ipmi_fan_speed_rpm", "Fan speed sensor reading."),
+    "voltage": ("hw_ipmi_voltage_volts", "Voltage sensor reading."),
+    "current": ("hw_ipmi_current_amperes", "Current sensor reading."),
+    "power": ("hw_ipmi_power_watts", "Power sensor reading."),
+}
+SOURCES = {"sdr": ["sdr", "elist"], "sensor": ["sensor"]}
+DENIED_HINT = (
+    "permission denied opening the IPMI device: run the exporter as root or give its "
+    "user read/write access to /dev/ipmi0 (e.g. a udev rule setting its group)"
+)
+DCMI_UNSUPPORTED = ("Invalid command", "not supported", "Invalid data field")
+
+
+def _off(value: str) -> bool:
+    return value.strip().lower() in {"0", "false", "no", "off"}
+
+
+@register(
+    "ipmi",
+    description="BMC sensors, DCMI power and SEL usage via ipmitool",
+    interval="5m",
+    timeout="1m",
+    tool="ipmitool",
+    options=(
+        CollectorOption(
+            "source",
+            "sdr",
+            "sensor listing: 'sdr' (ipmitool sdr elist: analog and discrete sensors) or "
+            "'sensor' (ipmitool sensor: threshold sensors only)",
+        ),
+        CollectorOption("dcmi", "true", "also read DCMI power (ipmitool dcmi power reading)"),
+        CollectorOption("sel", "true", "also read SEL usage (ipmitool sel info)"),
+    ),
+)
+class IpmiCollector(Collector):
+    """Runs ipmitool sub-commands one after the other, each within the collector timeout."""
+
+    async def collect(self) -> Sequence[Metric]:
+        """Sensors are required; DCMI and SEL are best effort."""
+        source = self.ctx.option("source") or "sdr"
+        if source not in SOURCES:
+            raise CollectorError(f"--collector.ipmi.source must be sdr or sensor, not {source!r}")
+        deadline = time.monotonic() + self.ctx.timeout
+        what = "ipmitool " + " ".join(SOURCES[source])
+        result = await self._run(SOURCES[source], deadline)
+        text = result.stdout.decode(errors="replace")
+        if result.returncode != 0:
+            reason = self._failure(result)
+            if not text.strip():
+                raise CollectorError(f"{what}: {reason}")
+            log.warning("%s: %s; using the sensors it listed", what, reason)
+        readings = parse_sdr_elist(text) if source == "sdr" else parse_sensor_list(text)
+        families = self._sensor_families(readings)
+        if not _off(self.ctx.option("dcmi")):
+            dcmi = await self._optional(["dcmi", "power", "reading"], deadline, parse_dcmi_power)
+            if dcmi is not None:
+                families.extend(_dcmi_families(dcmi))
+        if not _off(self.ctx.option("sel")):
+            sel = await self._optional(["sel", "info"], deadline, parse_sel_info)
+            if sel is not None:
+                families.extend(_sel_families(sel))
+        return families
+
+    def _budget(self, deadline: float) -> float:
+        # Leave a margin so our own timeout (and its clear message) fires before the
+        # framework's timeout around the whole collection.
+        margin = min(1.0, self.ctx.timeout * 0.1)
+        return deadline - time.monotonic() - margin
+
+    async def _run(self, args: list[str], deadline: float) -> CommandResult:
+        what = "ipmitool " + " ".join(args)
+        try:
+            return await self.ctx.runner.run(
+                ["ipmitool", *args], timeout=max(round(self._budget(deadline), 2), 0.1)
+            )
+        except CommandNotFound as exc:
+            raise NotApplicable("ipmitool is not installed") from exc
+        except CommandPermissionDenied as exc:
+            raise CollectorError(f"{what}: the exporter user may not execute ipmitool") from exc
+        except CommandTimeout as exc:
+            raise CollectorError(f"{what}: {exc}; the BMC did not answer in time") from exc
+        except CommandError as exc:
+            raise CollectorError(f"{what}: {exc}") from exc
+
+    def _failure(self, result: CommandResult) -> str:
+        """Explain a failed run; raise NotApplicable when there is no IPMI device."""
+        output = (result.stderr + result.stdout).decode(errors="replace").strip()
+        if "Could not open device" in output:
+            if "Permission denied" in output:
+                raise CollectorError(DENIED_HINT)
+            raise NotApplicable(
+                "no IPMI device (/dev/ipmi0): no BMC, or the ipmi_si and ipmi_devintf "
+                "kernel modules are not loaded"
+            )
+        first = output.splitlines()[0] if output else "no output"
+        return f"exit status {result.returncode}: {first[:200]}"
+
+    async def _optional(
+        self, args: list[str], deadline: float, parse: Callable[[str], T | None]
+    ) -> T | None:
+        """Run a best-effort sub-command; failures are logged, never fatal."""
+        what = "ipmitool " + " ".join(args)
+        if self._budget(deadline) < 0.5:
+            log.warning("%s skipped: collector timeout nearly used up", what)
+            return None
+        try:
+            result = await self._run(args, deadline)
+            text = result.stdout.decode(errors="replace")
+            if result.returncode != 0:
+                reason = self._failure(result)
+                unsupported = args[0] == "dcmi" and any(s in reason for s in DCMI_UNSUPPORTED)
+                level = logging.DEBUG if unsupported else logging.WARNING
+                log.log(level, "%s failed (%s); not exported", what, reason)
+                return None
+            return parse(text)
+        except (CollectorError, NotApplicable) as exc:
+            log.warning("%s failed (%s); not exported", what, exc)
+            return None
+
+    @staticmethod
+    def _sensor_families(readings: list[Reading]) -> list[Metric]:
+        values = {
+            kind: GaugeMetricFamily(name, doc, labels=["sensor"])
+            for kind, (name, doc) in VALUE_FAMILIES.items()
+        }
+        state = GaugeMetricFamily(
+            "hw_ipmi_sensor_state",
+            "Sensor state: 0 nominal, 1 warning (non-critical), 2 critical "
+            "(critical or non-recoverable).",
+            labels=["sensor", "type"],
+        )
+        for reading in readings:
+            if reading.value is not None and reading.type in values:
+                values[reading.type].add_metric([reading.sensor], reading.value)
+            if reading.state is not None:
+                state.add_metric([reading.sensor, reading.type], reading.state)
+        return [*values.values(), state]
+
+
+def _dcmi_families(dcmi: DcmiReading) -> list[Metric]:
+    families: list[Metric] = [
+        GaugeMetricFamily(
+            "hw_ipmi_dcmi_power_consumption_watts",
+            "Instantaneous system power consumption reported by DCMI.",
+            value=dcmi.current,
+        )
+    ]
+    for name, doc, value in (
+        ("minimum", "Minimum", dcmi.minimum),
+        ("maximum", "Maximum", dcmi.maximum),
+        ("average", "Average", dcmi.average),
+    ):
+        families.append(
+            GaugeMetricFamily(
+                f"hw_ipmi_dcmi_power_consumption_{name}_watts",
+                f"{doc} system power consumption over the DCMI sampling period.",
+                value=value,
+            )
+        )
+    if dcmi.period_seconds is not None:
+        families.append(
+            GaugeMetricFamily(
+                "hw_ipmi_dcmi_power_sampling_period_seconds",
+                "DCMI power statistics sampling period.",
+                value=dcmi.period_seconds,
+            )
+        )
+    return families
+
+
+def _sel_families(sel: SelInfo) -> list[Metric]:
+    families: list[Metric] = [
+        GaugeMetricFamily("hw_ipmi_sel_entries", "Entries in the System Event Log.", sel.entries),
+        GaugeMetricFamily(
+            "hw_ipmi_sel_free_bytes",
+            "Free space in the System Event Log (65535 means 65535 or more).",
+            sel.free_bytes,
+        ),
+    ]
+    if sel.used_ratio is not None:
+        families.append(
+            GaugeMetricFamily(
+                "hw_ipmi_sel_used_ratio", "Fraction of the SEL in use.", sel.used_ratio
+            )
+        )
+    if sel.overflow is not None:
+        families.append(
+            GaugeMetricFamily(
+                "hw_ipmi_sel_overflow",
+                "1 when the SEL overflowed and dropped events.",
+                float(sel.overflow),
+            )
+        )
+    return families

@@ -1,0 +1,315 @@
+"""NVMe controller health (SMART / Health Information log) and inventory via nvme-cli and sysfs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from collectors.base import Collector, CollectorError, NotApplicable, read_text
+from collectors.registry import register
+from exporter.runner import CommandError, CommandNotFound, CommandPermissionDenied
+
+log = logging.getLogger(__name__)
+
+WORKERS = 4
+BUDGET_FRACTION = 0.9
+DATA_UNIT_BYTES = 1000 * 512
+# NVMe reports Kelvin; nvme-cli and smartctl both print K - 273, so hw_nvme_* matches them.
+KELVIN = 273
+PRIVILEGE_HINT = (
+    "nvme-cli needs root, or CAP_SYS_ADMIN (Get Log Page is an NVMe admin command) "
+    "plus read access to /dev/nvmeX"
+)
+CONTROLLER = re.compile(r"^(?:/dev/)?(nvme\d+)(?:[cn]\d+)*$")
+STATES = ("live", "connecting", "resetting", "deleting", "deleting (no IO)", "dead", "new")
+
+# (metric name, counter?, smart-log key, scale to base unit, help)
+FIELDS: tuple[tuple[str, bool, str, float, str], ...] = (
+    ("hw_nvme_critical_warning", False, "critical_warning", 1, "Critical warning bit field."),
+    ("hw_nvme_available_spare_ratio", False, "avail_spare", 0.01, "Available spare (0-1)."),
+    (
+        "hw_nvme_available_spare_threshold_ratio",
+        False,
+        "spare_thresh",
+        0.01,
+        "Available spare threshold (0-1).",
+    ),
+    (
+        "hw_nvme_percentage_used_ratio",
+        False,
+        "percent_used",
+        0.01,
+        "Vendor estimate of endurance used (may exceed 1).",
+    ),
+    ("hw_nvme_data_read_bytes", True, "data_units_read", DATA_UNIT_BYTES, "Data read."),
+    ("hw_nvme_data_written_bytes", True, "data_units_written", DATA_UNIT_BYTES, "Data written."),
+    ("hw_nvme_host_read_commands", True, "host_read_commands", 1, "Read commands completed."),
+    ("hw_nvme_host_write_commands", True, "host_write_commands", 1, "Write commands completed."),
+    (
+        "hw_nvme_controller_busy_seconds",
+        True,
+        "controller_busy_time",
+        60,
+        "Time the controller was busy with I/O.",
+    ),
+    ("hw_nvme_power_cycles", True, "power_cycles", 1, "Power cycles."),
+    (
+        "hw_nvme_power_on_seconds",
+        False,
+        "power_on_hours",
+        3600,
+        "Power-on time (drive lifetime, hour resolution).",
+    ),
+    ("hw_nvme_unsafe_shutdowns", True, "unsafe_shutdowns", 1, "Unsafe shutdowns."),
+    ("hw_nvme_media_errors", True, "media_errors", 1, "Media and data integrity errors."),
+    ("hw_nvme_error_log_entries", True, "num_err_log_entries", 1, "Error log entries."),
+    (
+        "hw_nvme_warning_temperature_seconds",
+        True,
+        "warning_temp_time",
+        60,
+        "Time above the warning composite temperature threshold.",
+    ),
+    (
+        "hw_nvme_critical_temperature_seconds",
+        True,
+        "critical_comp_time",
+        60,
+        "Time above the critical composite temperature threshold.",
+    ),
+)
+
+
+@dataclass
+class Controller:
+    """What is known about one NVMe controller."""
+
+    name: str
+    info: dict[str, str] = field(default_factory=dict)
+    state: str = ""
+    log: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def read_sysfs(sysfs: Path) -> dict[str, Controller]:
+    """Controllers under class/nvme with model, serial, firmware and state."""
+    found: dict[str, Controller] = {}
+    base = sysfs / "class" / "nvme"
+    if not base.is_dir():
+        return found
+    for path in sorted(base.iterdir()):
+        info = {
+            "model": read_text(path / "model") or "",
+            "serial": read_text(path / "serial") or "",
+            "firmware": read_text(path / "firmware_rev") or "",
+        }
+        found[path.name] = Controller(path.name, info, read_text(path / "state") or "")
+    return found
+
+
+def parse_list(stdout: bytes) -> dict[str, dict[str, str]]:
+    """Controller name -> model/serial/firmware from ``nvme list -o json``."""
+    try:
+        doc = json.loads(stdout)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"not JSON: {_excerpt(stdout)}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("Devices"), list):
+        raise ValueError(f"no 'Devices' array: {_excerpt(stdout)}")
+    found: dict[str, dict[str, str]] = {}
+    for entry in doc["Devices"]:
+        if not isinstance(entry, dict):
+            continue
+        match = CONTROLLER.match(str(entry.get("DevicePath") or entry.get("Controller") or ""))
+        if match and match.group(1) not in found:
+            found[match.group(1)] = {
+                "model": str(entry.get("ModelNumber", "")).strip(),
+                "serial": str(entry.get("SerialNumber", "")).strip(),
+                "firmware": str(entry.get("Firmware", "")).strip(),
+            }
+    return found
+
+
+def parse_smart_log(stdout: bytes) -> dict[str, Any]:
+    """The ``nvme smart-log -o json`` object; raises ValueError when unusable."""
+    try:
+        doc = json.loads(stdout)
+    except (ValueError, UnicodeDecodeError):
+        if stdout.lstrip().startswith(b"{"):
+            raise ValueError(f"truncated or invalid JSON: {_excerpt(stdout)}") from None
+        raise ValueError(f"output is not JSON: {_excerpt(stdout)}") from None
+    if not isinstance(doc, dict) or "critical_warning" not in doc or "temperature" not in doc:
+        raise ValueError(f"not a SMART log (no critical_warning/temperature): {_excerpt(stdout)}")
+    return doc
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, dict):  # verbose output nests the bit field: {"value": n, ...}
+        value = value.get("value")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.replace(",", ""))
+        except ValueError:
+            return None
+    return None
+
+
+def _excerpt(data: bytes) -> str:
+    text = data.decode(errors="replace").strip().replace("\n", " ")
+    return repr(text[:80] + ("..." if len(text) > 80 else ""))
+
+
+@register(
+    "nvme",
+    description="NVMe health log (wear, spare, errors, temperature) and inventory via nvme-cli",
+    interval="1h",
+    timeout="1m",
+    tool="nvme",
+)
+class NvmeCollector(Collector):
+    """``nvme list`` + sysfs for inventory, one ``nvme smart-log`` per controller."""
+
+    async def collect(self) -> Sequence[Metric]:
+        """Read every controller's SMART log; fail only when none could be read."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ctx.timeout * BUDGET_FRACTION
+        controllers = await asyncio.to_thread(read_sysfs, self.ctx.sysfs)
+        for name, info in (await self._list(deadline - loop.time(), bool(controllers))).items():
+            ctrl = controllers.setdefault(name, Controller(name))
+            for key, value in info.items():
+                ctrl.info[key] = ctrl.info.get(key) or value
+        if not controllers:
+            raise NotApplicable("no NVMe controllers (sysfs class/nvme and nvme list are empty)")
+        limit = asyncio.Semaphore(WORKERS)
+
+        async def read(ctrl: Controller) -> None:
+            async with limit:
+                await self._smart_log(ctrl, deadline - loop.time())
+
+        ordered = sorted(controllers.values(), key=lambda c: int(re.sub(r"\D", "", c.name) or 0))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for ctrl in ordered:
+                    group.create_task(read(ctrl))
+        except ExceptionGroup as errors:
+            raise errors.exceptions[0] from None
+        failed = [c for c in ordered if c.log is None]
+        if len(failed) == len(ordered):
+            reasons = sorted({c.error or "unknown error" for c in failed})
+            names = ", ".join(c.name for c in failed)
+            raise CollectorError(
+                f"nvme smart-log failed for every controller ({names}): " + " | ".join(reasons)
+            )
+        for ctrl in failed:
+            log.warning("nvme: smart-log of %s failed: %s", ctrl.name, ctrl.error)
+        return self._families(ordered)
+
+    async def _list(self, timeout: float, have_sysfs: bool) -> dict[str, dict[str, str]]:
+        try:
+            result = await self.ctx.runner.run(["nvme", "list", "-o", "json"], max(timeout, 0.1))
+        except CommandNotFound as exc:
+            raise NotApplicable("nvme-cli is not installed (nvme not found on PATH)") from exc
+        except CommandPermissionDenied as exc:
+            raise CollectorError(f"{exc}: the exporter user may not execute nvme") from exc
+        except CommandError as exc:
+            raise CollectorError(f"nvme list failed: {exc}") from exc
+        if result.returncode != 0:
+            # nvme-cli exits non-zero when it finds no NVMe subsystem at all.
+            message = result.stderr.decode(errors="replace").strip()
+            if not have_sysfs:
+                raise NotApplicable(f"no NVMe controllers (nvme list: {message})")
+            log.warning("nvme: nvme list exited %d: %s", result.returncode, message)
+            return {}
+        try:
+            return parse_list(result.stdout)
+        except ValueError as exc:
+            raise CollectorError(f"nvme list -o json gave unusable output: {exc}") from exc
+
+    async def _smart_log(self, ctrl: Controller, timeout: float) -> None:
+        if timeout <= 0:
+            ctrl.error = "collector time budget used up"
+            return
+        argv = ["nvme", "smart-log", f"/dev/{ctrl.name}", "-o", "json"]
+        try:
+            result = await self.ctx.runner.run(argv, timeout)
+        except CommandError as exc:  # timeout (group killed), output too large, tool gone
+            ctrl.error = str(exc)
+            return
+        if result.returncode != 0:
+            message = (result.stderr or result.stdout).decode(errors="replace").strip()
+            lowered = message.lower()
+            if "permission denied" in lowered or "not permitted" in lowered:
+                ctrl.error = f"permission denied; {PRIVILEGE_HINT}"
+            else:
+                ctrl.error = f"exit {result.returncode}: {message[:200]}"
+            return
+        try:
+            ctrl.log = parse_smart_log(result.stdout)
+        except ValueError as exc:
+            ctrl.error = f"nvme smart-log {exc}"
+
+    def _families(self, controllers: Sequence[Controller]) -> list[Metric]:
+        dev = ["device"]
+        info = InfoMetricFamily(
+            "hw_nvme", "NVMe controller identity.", labels=["device", "model", "serial", "firmware"]
+        )
+        state = GaugeMetricFamily(
+            "hw_nvme_controller_state",
+            "1 for the controller's current sysfs state.",
+            labels=["device", "state"],
+        )
+        readable = GaugeMetricFamily(
+            "hw_nvme_smart_log_readable", "1 if nvme smart-log succeeded.", labels=dev
+        )
+        temperature = GaugeMetricFamily(
+            "hw_nvme_temperature_celsius", "Composite temperature.", labels=dev
+        )
+        sensors = GaugeMetricFamily(
+            "hw_nvme_temperature_sensor_celsius",
+            "Temperature sensor reading.",
+            labels=["device", "sensor"],
+        )
+        fields: list[tuple[GaugeMetricFamily | CounterMetricFamily, str, float]] = [
+            (
+                (CounterMetricFamily if counter else GaugeMetricFamily)(name, doc, labels=dev),
+                key,
+                scale,
+            )
+            for name, counter, key, scale, doc in FIELDS
+        ]
+        for ctrl in controllers:
+            info.add_metric(
+                [ctrl.name],
+                {k: ctrl.info.get(k, "") for k in ("model", "serial", "firmware")},
+            )
+            if ctrl.state:
+                for name in (*STATES, *(() if ctrl.state in STATES else (ctrl.state,))):
+                    state.add_metric([ctrl.name, name], float(name == ctrl.state))
+            readable.add_metric([ctrl.name], float(ctrl.log is not None))
+            if ctrl.log is None:
+                continue
+            kelvin = _number(ctrl.log.get("temperature"))
+            if kelvin:
+                temperature.add_metric([ctrl.name], kelvin - KELVIN)
+            for key, value in ctrl.log.items():
+                match = re.fullmatch(r"temperature_sensor_(\d+)", key)
+                reading = _number(value)
+                if match and reading:
+                    sensors.add_metric([ctrl.name, match.group(1)], reading - KELVIN)
+            for family, key, scale in fields:
+                number = _number(ctrl.log.get(key))
+                if number is not None:
+                    family.add_metric([ctrl.name], number * scale)
+        return [info, state, readable, temperature, sensors, *(f for f, _, _ in fields)]

@@ -1,0 +1,205 @@
+"""SMART health, attributes and inventory of every disk via smartctl's JSON output."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from prometheus_client.metrics_core import Metric
+
+from collectors.base import Collector, CollectorContext, CollectorError, NotApplicable
+from collectors.registry import CollectorOption, register
+from collectors.smart_parse import (
+    PRIVILEGE_HINT,
+    Device,
+    DeviceResult,
+    build_families,
+    classify,
+    device_label,
+    parse_scan,
+)
+from exporter.durations import parse_duration
+from exporter.runner import (
+    CommandError,
+    CommandNotFound,
+    CommandPermissionDenied,
+)
+
+log = logging.getLogger(__name__)
+
+# Leave part of the collector timeout for building families, so a hung disk is reported
+# as unreadable instead of the whole collection timing out.
+BUDGET_FRACTION = 0.9
+READ_ARGS = (
+    "--json",
+    "--info",
+    "--health",
+    "--attributes",
+    "--tolerance=verypermissive",
+    "--format=brief",
+    "--log=error",
+    "--log=selftest",
+)
+
+
+@register(
+    "smart",
+    description="SMART health, attributes and inventory of every disk via smartctl",
+    interval="6h",
+    timeout="2m",
+    tool="smartctl",
+    options=(
+        CollectorOption("devices", "", "comma-separated devices (default: smartctl --scan-open)"),
+        CollectorOption("device-include", "", "regex of device labels to read (e.g. ^sd)"),
+        CollectorOption("device-exclude", "", "regex of device labels to skip"),
+        CollectorOption("workers", "4", "devices read in parallel"),
+        CollectorOption("device-timeout", "30s", "timeout of one device's smartctl run"),
+        CollectorOption(
+            "nocheck-standby", "true", "pass --nocheck=standby: never wake sleeping disks"
+        ),
+        CollectorOption(
+            "nvme-health",
+            "auto",
+            "export NVMe health as hw_smart_nvme_* (auto: only when nvme-cli is not installed)",
+        ),
+    ),
+)
+class SmartCollector(Collector):
+    """Scans for disks, then runs one smartctl per disk with bounded parallelism."""
+
+    def __init__(self, ctx: CollectorContext) -> None:
+        super().__init__(ctx)
+        # Last data read from each disk while awake, re-exported while it sleeps.
+        self._last: dict[str, dict[str, Any]] = {}
+
+    async def collect(self) -> Sequence[Metric]:
+        """Read every selected device; fail only when none could be read."""
+        workers = self._positive_int("workers", 4)
+        device_timeout = self._duration("device-timeout", 30.0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ctx.timeout * BUDGET_FRACTION
+        scan_timeout = min(device_timeout, deadline - loop.time())
+        devices = self._select(await self._devices(scan_timeout))
+        if not devices:
+            raise NotApplicable("no disks to read (smartctl found none, or all were filtered)")
+        limit = asyncio.Semaphore(workers)
+
+        async def read(device: Device) -> DeviceResult:
+            async with limit:
+                remaining = min(device_timeout, deadline - loop.time())
+                if remaining <= 0:
+                    return DeviceResult(device.label, False, error="collector time budget used up")
+                return await self._read(device, remaining)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(read(device)) for device in devices]
+        except ExceptionGroup as errors:
+            raise errors.exceptions[0] from None
+        results = [self._remember(task.result()) for task in tasks]
+        failed = [r for r in results if not r.readable]
+        if any(r.tool_missing for r in results):
+            raise NotApplicable("smartctl is not installed (not found on PATH)")
+        if len(failed) == len(results):
+            raise CollectorError(_summary(failed))
+        for result in failed:
+            log.warning("smart: device %s could not be read: %s", result.device, result.error)
+        return build_families(results, self._nvme_health())
+
+    def _remember(self, result: DeviceResult) -> DeviceResult:
+        if result.doc is not None:
+            self._last[result.device] = result.doc
+        elif result.standby and result.device in self._last:
+            return replace(result, doc=self._last[result.device])
+        return result
+
+    async def _devices(self, timeout: float) -> list[Device]:
+        configured = [d.strip() for d in self.ctx.option("devices").split(",") if d.strip()]
+        if configured:
+            names = [d if d.startswith("/") else f"/dev/{d}" for d in configured]
+            return [Device(name, "", device_label(name)) for name in dict.fromkeys(names)]
+        try:
+            result = await self.ctx.runner.run(["smartctl", "--scan-open", "--json"], timeout)
+        except CommandNotFound as exc:
+            raise NotApplicable("smartctl is not installed (not found on PATH)") from exc
+        except CommandPermissionDenied as exc:
+            raise CollectorError(f"{exc}: the exporter user may not execute smartctl") from exc
+        except CommandError as exc:
+            raise CollectorError(f"smartctl --scan-open failed: {exc}") from exc
+        try:
+            return parse_scan(result.stdout)
+        except ValueError as exc:
+            raise CollectorError(
+                f"smartctl --scan-open (exit {result.returncode}) gave unusable output: {exc}"
+            ) from exc
+
+    def _select(self, devices: list[Device]) -> list[Device]:
+        include = self._regex("device-include")
+        exclude = self._regex("device-exclude")
+        return [
+            d
+            for d in devices
+            if (include is None or include.search(d.label))
+            and (exclude is None or not exclude.search(d.label))
+        ]
+
+    async def _read(self, device: Device, timeout: float) -> DeviceResult:
+        argv = ["smartctl", *READ_ARGS]
+        if (self.ctx.option("nocheck-standby") or "true").lower() in {"1", "true", "yes", "on"}:
+            argv.append("--nocheck=standby")
+        if device.type:
+            argv.append(f"--device={device.type}")
+        argv.append(device.name)
+        try:
+            result = await self.ctx.runner.run(argv, timeout)
+        except CommandNotFound:
+            return DeviceResult(device.label, False, error="smartctl not found", tool_missing=True)
+        except CommandPermissionDenied as exc:
+            return DeviceResult(device.label, False, error=f"{exc}; {PRIVILEGE_HINT}")
+        except CommandError as exc:  # timeout (group killed), output too large
+            return DeviceResult(device.label, False, error=str(exc))
+        return classify(device.label, result.returncode, result.stdout, result.stderr)
+
+    def _nvme_health(self) -> bool:
+        choice = (self.ctx.option("nvme-health") or "auto").lower()
+        if choice == "auto":
+            # The nvme collector (default-enabled, needs nvme-cli) exports the same fields.
+            return self.ctx.runner.which("nvme") is None
+        return choice in {"1", "true", "yes", "on"}
+
+    def _positive_int(self, name: str, default: int) -> int:
+        raw = self.ctx.option(name) or str(default)
+        if not raw.isdigit() or int(raw) < 1:
+            raise CollectorError(f"--collector.smart.{name}={raw!r}: expected a positive integer")
+        return int(raw)
+
+    def _duration(self, name: str, default: float) -> float:
+        raw = self.ctx.option(name)
+        if not raw:
+            return default
+        try:
+            return parse_duration(raw)
+        except ValueError as exc:
+            raise CollectorError(f"--collector.smart.{name}: {exc}") from None
+
+    def _regex(self, name: str) -> re.Pattern[str] | None:
+        raw = self.ctx.option(name)
+        if not raw:
+            return None
+        try:
+            return re.compile(raw)
+        except re.error as exc:
+            raise CollectorError(f"--collector.smart.{name}={raw!r}: bad regex: {exc}") from None
+
+
+def _summary(failed: Sequence[DeviceResult]) -> str:
+    """One message for 'no device readable', grouping devices that failed the same way."""
+    by_reason: dict[str, list[str]] = {}
+    for result in failed:
+        by_reason.setdefault(result.error or "unknown error", []).append(result.device)
+    parts = [f"{', '.join(devices)}: {reason}" for reason, devices in by_reason.items()]
+    return f"smartctl could not read any of {len(failed)} devices: " + " | ".join(parts[:4])

@@ -1,0 +1,68 @@
+"""Request limits: concurrent requests (``--web.max-requests``), query size, parser bounds."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Passed to web.AppRunner (and so to aiohttp's HTTP parser): a longer request line or
+# header, or more headers, is answered 400 by aiohttp before any handler runs.
+PARSER_LIMITS: dict[str, Any] = {
+    "max_line_size": 8190,  # request line, so the query string too
+    "max_field_size": 8190,  # one header
+    "max_headers": 64,
+}
+MAX_QUERY_PARAMS = 100
+# Cheap, static, and a liveness/readiness probe must not fail because scrapes are busy.
+UNLIMITED_PATHS = frozenset({"/-/healthy", "/-/ready"})
+
+
+class RequestLimiter:
+    """Counts requests in flight; past ``limit`` answers 503 at once (no queue)."""
+
+    def __init__(self, limit: int, exempt: frozenset[str] = UNLIMITED_PATHS) -> None:
+        self.limit = limit
+        self.exempt = exempt
+        self.in_flight = 0
+        self.rejected = 0
+
+    def middleware(self) -> Middleware:
+        """The aiohttp middleware enforcing the limit (0 = unlimited, like node_exporter)."""
+
+        @web.middleware
+        async def max_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if self.limit <= 0 or request.path in self.exempt:
+                return await handler(request)
+            if self.in_flight >= self.limit:
+                self.rejected += 1
+                raise web.HTTPServiceUnavailable(
+                    text=f"too many concurrent requests (--web.max-requests={self.limit})\n",
+                    headers={"Retry-After": "1"},
+                )
+            self.in_flight += 1
+            try:
+                return await handler(request)
+            finally:
+                self.in_flight -= 1
+
+        return max_requests
+
+
+def query_limit_middleware(max_params: int = MAX_QUERY_PARAMS) -> Middleware:
+    """Answer 400 to requests with more than ``max_params`` query parameters."""
+
+    @web.middleware
+    async def query_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        count = len(request.query)
+        if count > max_params:
+            raise web.HTTPBadRequest(
+                text=f"too many query parameters: {count} (at most {max_params})\n"
+            )
+        return await handler(request)
+
+    return query_limit

@@ -1,0 +1,311 @@
+"""Basic auth, response headers, invalidation protection, TLS/mTLS and SIGHUP reloads."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from exporter.app import create_app
+from exporter.auth import REALM, WEB_SECURITY, WebSecurity
+from exporter.settings import Settings
+from exporter.webconfig import load_web_config
+from tests.doubles import make_cache
+from tests.support import REPO, fake_path, free_port, run_exporter
+from tests.test_webconfig import PKI, hash_password, make_pki
+
+ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
+
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def auth_config(path: Path, users: dict[str, str], extra: str = "") -> Path:
+    """Write a web config with bcrypt hashes of ``users`` (name -> password)."""
+    lines = ["basic_auth_users:"] + [f"  {u}: {hash_password(p)}" for u, p in users.items()]
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+HEADERS = f"http_server_config:\n  headers:\n    Strict-Transport-Security: '{HSTS}'\n"
+HEADERS += "    X-Content-Type-Options: nosniff\n"
+
+
+async def start(aiohttp_client: ClientFactory, config: Path, **settings: Any) -> Any:
+    cache, collectors, clock = make_cache("a", "b")
+    security = WebSecurity(load_web_config(config))
+    app = create_app(
+        Settings(collectors=(), **settings), clock=clock, cache=cache, security=security
+    )
+    client = await aiohttp_client(app)
+    await cache.warm_up()
+    return client, app, cache, clock
+
+
+async def test_basic_auth_on_every_endpoint(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    config = auth_config(tmp_path / "web.yml", {"alice": "wonderland", "bob": "builder"})
+    client, *_ = await start(aiohttp_client, config)
+    for path in ("/metrics", "/", "/cache/stats", "/-/ready"):
+        resp = await client.get(path)
+        assert resp.status == 401, path
+        assert resp.headers["WWW-Authenticate"] == f'Basic realm="{REALM}"'
+        assert (await client.get(path, headers=basic("alice", "wonderland"))).status == 200
+        assert (await client.get(path, headers=basic("bob", "builder"))).status == 200
+    for headers in (
+        basic("alice", "builder"),  # another user's password
+        basic("mallory", "wonderland"),  # unknown user
+        basic("alice", "w" * 100),  # longer than bcrypt's 72 bytes
+        {"Authorization": "Basic !!!not-base64"},
+        {"Authorization": "Bearer wonderland"},
+    ):
+        assert (await client.get("/metrics", headers=headers)).status == 401, headers
+    assert (await client.get("/-/healthy")).status == 200  # the one documented exemption
+
+
+async def test_verified_credentials_are_cached(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    client, app, *_ = await start(aiohttp_client, auth_config(tmp_path / "w.yml", {"alice": "pw"}))
+    authenticator = app[WEB_SECURITY].authenticator
+    for _ in range(5):
+        assert (await client.get("/metrics", headers=basic("alice", "pw"))).status == 200
+    assert authenticator.checks == 1
+    for _ in range(2):  # failures are never cached: each one pays bcrypt
+        assert (await client.get("/metrics", headers=basic("alice", "nope"))).status == 401
+    assert authenticator.checks == 3
+    # An unknown user is checked against a decoy hash, so it costs the same as a known one.
+    assert (await client.get("/metrics", headers=basic("mallory", "pw"))).status == 401
+    assert authenticator.checks == 4
+    assert (await client.get("/metrics", headers=basic("alice", "pw"))).status == 200
+    assert authenticator.checks == 4
+
+
+async def test_configured_headers_on_all_responses(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    client, *_ = await start(aiohttp_client, auth_config(tmp_path / "w.yml", {"a": "b"}, HEADERS))
+    responses = [
+        await client.get("/metrics", headers=basic("a", "b")),  # 200
+        await client.get("/metrics"),  # 401
+        await client.get("/nope", headers=basic("a", "b")),  # 404
+        await client.get("/cache/invalidate", headers=basic("a", "b")),  # 405
+        await client.get("/-/healthy"),
+    ]
+    assert [r.status for r in responses] == [200, 401, 404, 405, 200]
+    for resp in responses:
+        assert resp.headers["Strict-Transport-Security"] == HSTS
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_invalidate_is_protected(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    config = auth_config(tmp_path / "w.yml", {"admin": "s3cret"})
+    client, _, cache, clock = await start(aiohttp_client, config)
+    admin = basic("admin", "s3cret")
+    generation = cache.generation
+    assert (await client.post("/cache/invalidate?collector=a")).status == 401
+    assert (await client.post("/cache/invalidate", headers=basic("admin", "x"))).status == 401
+    assert cache.generation == generation and not cache.entries["a"].expired(clock.now)
+    assert (await client.get("/cache/invalidate", headers=admin)).status == 405
+    resp = await client.post("/cache/invalidate?collector=a", headers=admin)
+    assert resp.status == 200 and (await resp.json())["invalidated"] == ["a"]
+    assert cache.entries["a"].expired(clock.now)
+    resp = await client.post("/cache/invalidate?collector=a", headers=admin)
+    assert resp.status == 429
+    retry_after = int(resp.headers["Retry-After"])
+    assert 0 < retry_after <= 60  # the default --web.invalidate-min-interval
+
+
+async def test_invalidate_disabled_is_403_even_for_admins(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    config = auth_config(tmp_path / "w.yml", {"admin": "s3cret"})
+    client, _, cache, clock = await start(aiohttp_client, config, invalidate_enabled=False)
+    assert (await client.post("/cache/invalidate")).status == 401
+    assert (await client.post("/cache/invalidate", headers=basic("admin", "s3cret"))).status == 403
+    assert not cache.entries["a"].expired(clock.now)
+
+
+async def test_reload_swaps_users_and_keeps_old_config_on_error(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    config = auth_config(tmp_path / "w.yml", {"alice": "one"})
+    client, app, *_ = await start(aiohttp_client, config)
+    security = app[WEB_SECURITY]
+    auth_config(config, {"bob": "two"}, HEADERS)
+    assert await security.reload() is True
+    resp = await client.get("/metrics", headers=basic("bob", "two"))
+    assert resp.status == 200 and resp.headers["Strict-Transport-Security"] == HSTS
+    assert (await client.get("/metrics", headers=basic("alice", "one"))).status == 401
+    config.write_text("basic_auth_users:\n  carol: not-a-hash\n")
+    assert await security.reload() is False
+    assert (await client.get("/metrics", headers=basic("bob", "two"))).status == 200
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_sighup_reloads_users_in_a_running_exporter(tmp_path: Path) -> None:
+    config = auth_config(tmp_path / "web.yml", {"alice": "one"})
+    args = ["--collector.disable-defaults", f"--web.config.file={config}"]
+    with run_exporter(args, tmp_path, wait_ready=False) as exporter:
+        assert exporter.get("/metrics", basic("alice", "one"))[0] == 200
+        assert exporter.get("/metrics", basic("bob", "two"))[0] == 401
+        auth_config(config, {"bob": "two"})
+        exporter.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: exporter.get("/metrics", basic("bob", "two"))[0] == 200)
+        assert exporter.get("/metrics", basic("alice", "one"))[0] == 401
+        config.write_text("basic_auth_users: [broken\n")
+        exporter.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload failed, keeping the previous config" in exporter.logs())
+        assert exporter.get("/metrics", basic("bob", "two"))[0] == 200
+        assert exporter.proc.poll() is None
+
+
+# --- TLS against a real exporter process -------------------------------------------------
+
+
+@contextlib.contextmanager
+def tls_exporter(config: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Start the exporter with ``config``; ready once it logs that it is listening."""
+    port = free_port()
+    log = tmp_path / f"tls-{port}.log"
+    argv = [
+        sys.executable, "-m", "exporter", "--collector.disable-defaults",
+        f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={config}",
+    ]  # fmt: skip
+    env = {**os.environ, "PATH": fake_path()}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    try:
+        wait_for(lambda: proc.poll() is not None or "listening on" in log.read_text(), 60)
+        assert proc.poll() is None, log.read_text()
+        yield proc, port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def client_context(pki: PKI, cert: str | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=pki.ca)
+    if cert is not None:
+        context.load_cert_chain(pki.root / f"{cert}.pem", pki.root / f"{cert}_key.pem")
+    return context
+
+
+def https_get(
+    port: int, context: ssl.SSLContext, path: str = "/-/healthy", headers: str = ""
+) -> tuple[bytes, bytes]:
+    """Raw HTTPS GET; returns (response bytes, server certificate DER)."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname="localhost") as tls,
+    ):
+        peer = tls.getpeercert(binary_form=True) or b""
+        tls.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    return data, peer
+
+
+def refused(port: int, context: ssl.SSLContext) -> bool:
+    """True when the server ends the TLS connection without an HTTP answer."""
+    try:
+        data, _ = https_get(port, context)
+    except (ssl.SSLError, ConnectionError):
+        return True
+    return not data.startswith(b"HTTP/")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def mtls_port(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    tmp = tmp_path_factory.mktemp("mtls")
+    tls = (
+        "tls_server_config:\n"
+        f"  cert_file: {pki.server}\n  key_file: {pki.server_key}\n"
+        f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
+        "  min_version: TLS13\n"
+    )
+    config = auth_config(tmp / "web.yml", {"prometheus": "scrape"}, tls + HEADERS)
+    with tls_exporter(config, tmp) as (_, port):
+        yield port
+
+
+def test_tls_with_verified_client_cert(mtls_port: int, pki: PKI) -> None:
+    context = client_context(pki, "client")
+    data, peer = https_get(mtls_port, context)
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert peer == ssl.PEM_cert_to_DER_cert(pki.server.read_text())
+    assert f"Strict-Transport-Security: {HSTS}".encode() in data
+    auth = "Authorization: " + basic("prometheus", "scrape")["Authorization"] + "\r\n"
+    assert https_get(mtls_port, context, "/metrics")[0].startswith(b"HTTP/1.1 401 ")
+    data, _ = https_get(mtls_port, context, "/metrics", auth)
+    assert data.startswith(b"HTTP/1.1 200 ") and b"hwcache_build_info" in data
+
+
+def test_mtls_rejects_missing_or_foreign_client_cert(mtls_port: int, pki: PKI) -> None:
+    assert refused(mtls_port, client_context(pki))
+    assert refused(mtls_port, client_context(pki, "rogue"))
+    assert not refused(mtls_port, client_context(pki, "client"))
+
+
+def test_min_version_is_enforced(mtls_port: int, pki: PKI) -> None:
+    old = client_context(pki, "client")
+    old.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises(ssl.SSLError):
+        https_get(mtls_port, old)
+
+
+def test_sighup_reloads_the_tls_certificate(pki: PKI, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(pki.server.read_bytes())
+    key.write_bytes(pki.server_key.read_bytes())
+    config = tmp_path / "web.yml"
+    config.write_text("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n")
+    context = client_context(pki)
+    first = ssl.PEM_cert_to_DER_cert(pki.server.read_text())
+    second = ssl.PEM_cert_to_DER_cert(pki.server2.read_text())
+    with tls_exporter(config, tmp_path) as (proc, port):
+        assert https_get(port, context)[1] == first
+        cert.write_bytes(pki.server2.read_bytes())
+        key.write_bytes(pki.server2_key.read_bytes())
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: https_get(port, context)[1] == second)
+        cert.write_text("garbage\n")
+        proc.send_signal(signal.SIGHUP)
+        log = next(tmp_path.glob("tls-*.log"))
+        wait_for(lambda: "reload failed" in log.read_text())
+        data, peer = https_get(port, context)
+        assert peer == second and data.startswith(b"HTTP/1.1 200 ")

@@ -1,0 +1,181 @@
+"""Process lifecycle: sd_notify readiness, graceful SIGTERM/SIGINT, tools killed at exit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter import sdnotify
+from tests.support import PROCFS, REPO, SYSFS, fake_path, free_port, run_exporter
+
+FIXTURE_ARGS = [f"--path.procfs={PROCFS}", f"--path.sysfs={SYSFS}", "--collector.disable-defaults"]
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    """A datagram socket like systemd's notify socket, bound in tmp_path."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(20)
+        yield sock, str(path)
+
+
+def receive(sock: socket.socket) -> dict[str, str]:
+    """One sd_notify datagram as a dict of its assignments."""
+    lines = sock.recv(4096).decode().splitlines()
+    return dict(line.split("=", 1) for line in lines)
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name: state, ppid, pgrp, ...; None when gone."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def live_processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose argv contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if marker.encode() in argv and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def test_notify_is_a_noop_without_socket() -> None:
+    assert sdnotify.notify("READY=1", env={}) is False
+    assert sdnotify.socket_address({"NOTIFY_SOCKET": "vsock:2:1234"}) is None
+
+
+def test_notify_to_missing_socket_fails_softly(tmp_path: Path) -> None:
+    env = {"NOTIFY_SOCKET": str(tmp_path / "nobody-listens.sock")}
+    assert sdnotify.notify("READY=1", env=env) is False
+
+
+def test_notify_reaches_abstract_namespace_socket() -> None:
+    name = f"hwcache-test-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(5)
+        assert sdnotify.notify("READY=1", "STATUS=up", env={"NOTIFY_SOCKET": "@" + name})
+        assert receive(sock) == {"READY": "1", "STATUS": "up"}
+
+
+def test_ready_only_when_listening_and_stopping_at_sigterm(
+    tmp_path: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
+    sock, path = notify_socket
+    port = free_port()
+    argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}"]
+    env = {**os.environ, "PATH": fake_path(), "NOTIFY_SOCKET": path}
+    log = tmp_path / "exporter.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*argv, *FIXTURE_ARGS, "--collector.cpu"], stdout=out, stderr=out, env=env, cwd=REPO
+        )
+    try:
+        ready = receive(sock)
+        assert ready == {"READY": "1", "STATUS": f"listening on 127.0.0.1:{port}"}
+        # READY=1 promises a listening socket: connecting right now must work.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/healthy", timeout=5) as resp:
+            assert resp.status == 200
+        assert receive(sock) == {"STATUS": "ready; collectors: cpu"}
+        proc.send_signal(signal.SIGTERM)
+        assert receive(sock)["STOPPING"] == "1"
+        assert proc.wait(timeout=15) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _scrape(url: str, result: dict[str, object]) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            result["status"], result["body"] = response.status, response.read()
+    except Exception as exc:  # reported by the test thread
+        result["error"] = exc
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_inflight_scrape_completes_then_exit_zero(tmp_path: Path, sig: signal.Signals) -> None:
+    samples, delay = 50, 3.0
+    args = [
+        *FIXTURE_ARGS,
+        "--collector.synthetic",
+        f"--collector.synthetic.samples={samples}",
+        f"--collector.synthetic.delay={delay}",
+    ]
+    # Not waiting for /-/ready: the warm-up refresh (delay seconds) is still in flight.
+    with run_exporter(args, tmp_path, wait_ready=False) as exporter:
+        result: dict[str, object] = {}
+        scrape = threading.Thread(target=_scrape, args=(exporter.base + "/metrics", result))
+        scrape.start()
+        time.sleep(0.8)  # the scrape is now waiting on the refresh
+        exporter.proc.send_signal(sig)
+        deadline = time.monotonic() + 2
+        while not _refused(exporter.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _refused(exporter.port) and scrape.is_alive()  # stopped accepting, still serving
+        scrape.join(timeout=20)
+        assert exporter.proc.wait(timeout=20) == 0, exporter.logs()
+    assert "error" not in result and result["status"] == 200
+    body = result["body"].decode()  # type: ignore[attr-defined]
+    # The samples exist only once the in-flight refresh finished: the scrape waited for it.
+    assert sum(line.startswith("hw_synthetic_") for line in body.splitlines()) == samples
+    assert "shutting down" in exporter.logs() and "stopped" in exporter.logs()
+
+
+def test_sigterm_kills_hanging_tool_process_group(tmp_path: Path) -> None:
+    marker = f"hang-{uuid.uuid4().hex}"
+    env = {"FAKE_SMARTCTL_SCAN_MODE": "hang", "FAKE_HANG_MARKER": marker}
+    args = [*FIXTURE_ARGS, "--collector.smart"]
+    with run_exporter(args, tmp_path, env=env, wait_ready=False) as exporter:
+        deadline = time.monotonic() + 15
+        while not live_processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (child,) = live_processes_with(marker)  # the fake smartctl's sleeping child
+        fields = stat_fields(child)
+        assert fields is not None
+        tool = int(fields[1])  # the fake smartctl itself, parent of the sleeping child
+        assert int(fields[2]) == tool and alive(tool)  # one process group, led by the tool
+        stopped = time.monotonic()
+        exporter.proc.terminate()
+        assert exporter.proc.wait(timeout=15) == 0, exporter.logs()
+    assert time.monotonic() - stopped < 5  # no in-flight scrape: nothing to wait for
+    deadline = time.monotonic() + 5
+    while live_processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert live_processes_with(marker) == [] and not alive(tool)
+    assert "stopped" in exporter.logs()

@@ -1,0 +1,388 @@
+"""The smart collector against the fake smartctl replaying real smartctl JSON captures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from collectors.base import CollectorContext, CollectorError, NotApplicable
+from collectors.registry import load_all
+from collectors.smart import SmartCollector
+from exporter.main import drop_missing_tools
+from exporter.runner import CommandRunner
+from tests.support import FAKES, SMARTCTL, fake_path, run_exporter
+
+FIXTURES = sorted(SMARTCTL.glob("*.json"))
+# The fakes run under this interpreter: much faster to start than a pyenv shim.
+PATH = fake_path(str(Path(sys.executable).parent))
+
+
+def load(stem: str) -> dict[str, Any]:
+    """A smartctl fixture document."""
+    doc: dict[str, Any] = json.loads((SMARTCTL / f"{stem}.json").read_text())
+    return doc
+
+
+def runner(path: str | None = None, **env: str) -> CommandRunner:
+    """A runner whose PATH finds the fake tools first."""
+    return CommandRunner(env={**os.environ, "PATH": path or PATH, **env})
+
+
+async def collect(
+    options: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    path: str | None = None,
+    **env: str,
+) -> Sequence[Metric]:
+    """Run the smart collector once through real subprocesses."""
+    ctx = CollectorContext(runner=runner(path, **env), options=options or {}, timeout=timeout)
+    return await SmartCollector(ctx).collect()
+
+
+def value(families: Sequence[Metric], name: str, **labels: str) -> float | None:
+    """The sample ``name`` whose labels include ``labels``; None when absent."""
+    for family in families:
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return float(sample.value)
+    return None
+
+
+def info(families: Sequence[Metric], device: str) -> dict[str, str]:
+    """Labels of hw_smart_device_info for ``device``."""
+    for family in families:
+        for sample in family.samples:
+            if sample.name == "hw_smart_device_info" and sample.labels["device"] == device:
+                return dict(sample.labels)
+    raise AssertionError(f"no hw_smart_device_info for {device}")
+
+
+def scan_output(**env: str) -> list[dict[str, Any]]:
+    """What the fake smartctl lists (each entry names the fixture it replays)."""
+    out = subprocess.run(
+        [str(FAKES / "smartctl"), "--scan-open", "--json"],
+        env={**os.environ, "PATH": PATH, **env},
+        capture_output=True,
+        check=True,
+    )
+    return list(json.loads(out.stdout)["devices"])
+
+
+def marker_processes(marker: str) -> list[psutil.Process]:
+    """Live processes whose command line carries ``marker``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and marker in (proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def expected_power_on(doc: dict[str, Any]) -> float:
+    power = doc["power_on_time"]
+    return float(power["hours"] * 3600 + power.get("minutes", 0) * 60)
+
+
+@pytest.fixture(scope="module")
+def every_fixture() -> Sequence[Metric]:
+    """One collection over every fixture file, named directly as devices."""
+    devices = ",".join(path.stem for path in FIXTURES)
+    options = {"devices": devices, "nvme-health": "true", "workers": "4"}
+    return asyncio.run(collect(options))
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_every_fixture_matches_its_json(every_fixture: Sequence[Metric], path: Path) -> None:
+    doc, dev = json.loads(path.read_text()), path.stem
+    fams = every_fixture
+    assert value(fams, "hw_smart_device_readable", device=dev) == 1
+    assert value(fams, "hw_smart_device_standby", device=dev) == 0
+    assert value(fams, "hw_smart_exit_status", device=dev) == doc["smartctl"]["exit_status"]
+    assert value(fams, "hw_smart_status_passed", device=dev) == float(doc["smart_status"]["passed"])
+    assert value(fams, "hw_smart_temperature_celsius", device=dev) == doc["temperature"]["current"]
+    assert value(fams, "hw_smart_power_on_seconds", device=dev) == expected_power_on(doc)
+    cycles = doc.get("power_cycle_count")
+    if cycles is None:
+        cycles = doc.get("scsi_start_stop_cycle_counter", {}).get("accumulated_start_stop_cycles")
+    assert value(fams, "hw_smart_power_cycles_total", device=dev) == cycles
+    capacity = doc.get("user_capacity", {}).get("bytes", doc.get("nvme_total_capacity"))
+    assert value(fams, "hw_smart_capacity_bytes", device=dev) == capacity
+    assert value(fams, "hw_smart_rotation_rate_rpm", device=dev) == doc.get("rotation_rate")
+    labels = info(fams, dev)
+    assert labels["model"] == doc.get("model_name", doc.get("scsi_model_name"))
+    assert labels["serial"] == doc["serial_number"]
+    assert labels["firmware"] == doc.get("firmware_version", doc.get("scsi_revision"))
+    assert labels["model_family"] == doc.get("model_family", "")
+    assert labels["interface"] == doc["device"]["type"]
+    assert labels["protocol"] == doc["device"]["protocol"]
+    for attr in doc.get("ata_smart_attributes", {}).get("table", []):
+        ids = {"device": dev, "attribute_id": str(attr["id"]), "attribute_name": attr["name"]}
+        assert value(fams, "hw_smart_attribute_value", **ids) == attr["value"]
+        assert value(fams, "hw_smart_attribute_worst", **ids) == attr["worst"]
+        assert value(fams, "hw_smart_attribute_threshold", **ids) == attr["thresh"]
+        assert value(fams, "hw_smart_attribute_raw", **ids) == attr["raw"]["value"]
+    if "ata_smart_error_log" in doc:
+        count = doc["ata_smart_error_log"]["summary"]["count"]
+        assert value(fams, "hw_smart_error_log_errors_total", device=dev) == count
+    health = doc.get("nvme_smart_health_information_log")
+    if health:
+        nvme = "hw_smart_nvme_"
+        assert value(fams, nvme + "critical_warning", device=dev) == health["critical_warning"]
+        spare = value(fams, nvme + "available_spare_ratio", device=dev)
+        assert spare == pytest.approx(health["available_spare"] / 100)
+        used = value(fams, nvme + "percentage_used_ratio", device=dev)
+        assert used == pytest.approx(health["percentage_used"] / 100)
+        written = value(fams, nvme + "data_written_bytes_total", device=dev)
+        assert written == health["data_units_written"] * 512_000
+        assert value(fams, nvme + "media_errors_total", device=dev) == health["media_errors"]
+        shutdowns = value(fams, nvme + "unsafe_shutdowns_total", device=dev)
+        assert shutdowns == health["unsafe_shutdowns"]
+    for operation, counters in doc.get("scsi_error_counter_log", {}).items():
+        labels = {"device": dev, "operation": operation}
+        uncorrected = value(fams, "hw_smart_scsi_errors_uncorrected_total", **labels)
+        assert uncorrected == counters["total_uncorrected_errors"]
+        processed = value(fams, "hw_smart_scsi_processed_bytes_total", **labels)
+        assert processed == pytest.approx(float(counters["gigabytes_processed"]) * 1e9)
+
+
+def test_fixture_set_covers_the_hard_cases() -> None:
+    docs = [json.loads(p.read_text()) for p in FIXTURES]
+    assert any(d["smartctl"]["exit_status"] != 0 for d in docs)
+    assert {d["device"]["protocol"] for d in docs} >= {"ATA", "SCSI", "NVMe"}
+
+
+async def test_scan_default_subset_through_scan_open() -> None:
+    listed = scan_output()
+    fams = await collect()
+    protocols = {entry["protocol"] for entry in listed}
+    assert "NVMe" in protocols and len(listed) >= 4
+    assert any(load(e["fixture"])["smartctl"]["exit_status"] != 0 for e in listed)
+    for entry in listed:
+        dev, doc = entry["name"].removeprefix("/dev/"), load(entry["fixture"])
+        assert value(fams, "hw_smart_exit_status", device=dev) == doc["smartctl"]["exit_status"]
+        assert info(fams, dev)["serial"] == doc["serial_number"]
+        temperature = value(fams, "hw_smart_temperature_celsius", device=dev)
+        assert temperature == doc["temperature"]["current"]
+
+
+async def test_failing_disk_is_a_metric_not_an_error() -> None:
+    doc = load(scan_output()[0]["fixture"])
+    fams = await collect(FAKE_SMARTCTL_MODE="failing", FAKE_SMARTCTL_MODE_DEVICES="/dev/sda")
+    assert value(fams, "hw_smart_status_passed", device="sda") == 0
+    assert value(fams, "hw_smart_exit_status", device="sda") == doc["smartctl"]["exit_status"] | 8
+    assert value(fams, "hw_smart_device_readable", device="sda") == 1
+    assert (
+        value(fams, "hw_smart_temperature_celsius", device="sda") == doc["temperature"]["current"]
+    )
+
+
+async def test_one_unreadable_device_keeps_the_others() -> None:
+    listed = scan_output()
+    fams = await collect(FAKE_SMARTCTL_MODE="exit2", FAKE_SMARTCTL_MODE_DEVICES="/dev/sdb")
+    assert value(fams, "hw_smart_device_readable", device="sdb") == 0
+    assert value(fams, "hw_smart_exit_status", device="sdb") == 2
+    assert value(fams, "hw_smart_temperature_celsius", device="sdb") is None
+    for entry in listed:
+        dev = entry["name"].removeprefix("/dev/")
+        if dev != "sdb":
+            assert value(fams, "hw_smart_device_readable", device=dev) == 1
+            passed = load(entry["fixture"])["smart_status"]["passed"]
+            assert value(fams, "hw_smart_status_passed", device=dev) == float(passed)
+
+
+async def test_every_device_unreadable_is_a_collector_error() -> None:
+    with pytest.raises(CollectorError, match=r"could not read any of 4 devices.*No such device"):
+        await collect(FAKE_SMARTCTL_MODE="exit2")
+
+
+async def test_permission_denied_names_the_capability() -> None:
+    with pytest.raises(CollectorError, match="CAP_SYS_RAWIO"):
+        await collect(FAKE_SMARTCTL_MODE="denied")
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"), [("garbage", "not JSON"), ("truncated", "truncated or invalid JSON")]
+)
+async def test_bad_output_is_a_clear_error(mode: str, message: str) -> None:
+    with pytest.raises(CollectorError, match=message):
+        await collect(FAKE_SMARTCTL_MODE=mode)
+
+
+async def test_garbage_scan_is_a_clear_error() -> None:
+    with pytest.raises(CollectorError, match=r"--scan-open.*not smartctl JSON"):
+        await collect(FAKE_SMARTCTL_SCAN_MODE="garbage")
+
+
+async def test_no_devices_is_not_applicable() -> None:
+    with pytest.raises(NotApplicable):
+        await collect(FAKE_SMARTCTL_SCAN_MODE="empty")
+
+
+async def test_standby_disk_is_reported_not_woken() -> None:
+    entry = scan_output()[3]
+    dev, doc = entry["name"].removeprefix("/dev/"), load(entry["fixture"])
+    env = {"FAKE_SMARTCTL_MODE": "standby", "FAKE_SMARTCTL_MODE_DEVICES": entry["name"]}
+    fams = await collect(**env)
+    assert value(fams, "hw_smart_device_standby", device=dev) == 1
+    assert value(fams, "hw_smart_device_readable", device=dev) == 1
+    assert value(fams, "hw_smart_exit_status", device=dev) == 2
+    assert value(fams, "hw_smart_temperature_celsius", device=dev) is None
+    # Without --nocheck=standby the fake disk wakes up and answers.
+    fams = await collect({"nocheck-standby": "false"}, **env)
+    assert value(fams, "hw_smart_device_standby", device=dev) == 0
+    assert value(fams, "hw_smart_temperature_celsius", device=dev) == doc["temperature"]["current"]
+
+
+async def test_sleeping_disk_keeps_its_last_awake_values() -> None:
+    entry = scan_output()[0]
+    dev, doc = entry["name"].removeprefix("/dev/"), load(entry["fixture"])
+    collector = SmartCollector(CollectorContext(runner=runner(), timeout=30))
+    awake = await collector.collect()
+    assert value(awake, "hw_smart_device_standby", device=dev) == 0
+    collector.ctx.runner.env.update(  # type: ignore[union-attr]
+        FAKE_SMARTCTL_MODE="standby", FAKE_SMARTCTL_MODE_DEVICES=entry["name"]
+    )
+    asleep = await collector.collect()
+    assert value(asleep, "hw_smart_device_standby", device=dev) == 1
+    assert value(asleep, "hw_smart_exit_status", device=dev) == 2
+    assert (
+        value(asleep, "hw_smart_temperature_celsius", device=dev) == doc["temperature"]["current"]
+    )
+    assert value(asleep, "hw_smart_status_passed", device=dev) == float(
+        doc["smart_status"]["passed"]
+    )
+
+
+async def test_include_and_exclude_filter_by_label() -> None:
+    fams = await collect({"device-exclude": "^nvme"})
+    assert value(fams, "hw_smart_device_readable", device="nvme0") is None
+    assert value(fams, "hw_smart_device_readable", device="sda") == 1
+    fams = await collect({"device-include": "^sd[ab]$"})
+    readable = next(f for f in fams if f.name == "hw_smart_device_readable")
+    assert sorted(s.labels["device"] for s in readable.samples) == ["sda", "sdb"]
+    with pytest.raises(CollectorError, match="bad regex"):
+        await collect({"device-include": "("})
+
+
+async def test_workers_bound_parallel_runs(tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    await collect({"workers": "2"}, FAKE_SMARTCTL_LOG=str(log), FAKE_SMARTCTL_DELAY="0.4")
+    events = sorted(
+        (float(t), kind) for kind, t, _ in (line.split() for line in log.read_text().splitlines())
+    )
+    running = peak = 0
+    for _, kind in events:
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert len(events) == 8 and peak == 2
+
+
+async def wait_for(marker: str) -> None:
+    """Wait until the fake's sleeping child with ``marker`` runs (so the test can fail)."""
+    for _ in range(60):
+        if marker_processes(marker):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the fake's sleeping child never started")
+
+
+async def test_hang_times_out_and_leaves_no_orphans() -> None:
+    marker = f"hwcache-test-{uuid.uuid4()}"
+    env = {"FAKE_SMARTCTL_MODE": "hang", "FAKE_HANG_MARKER": marker}
+    task = asyncio.create_task(collect({"devices": "sda,sdb"}, timeout=1.5, **env))
+    try:
+        await wait_for(marker)
+        with pytest.raises(CollectorError, match="timed out"):
+            await task
+        await asyncio.sleep(0.1)
+        assert marker_processes(marker) == []
+    finally:
+        for proc in marker_processes(marker):
+            proc.kill()
+
+
+async def test_cancelled_collection_kills_tool_process_groups() -> None:
+    marker = f"hwcache-test-{uuid.uuid4()}"
+    task = asyncio.create_task(collect(FAKE_SMARTCTL_MODE="hang", FAKE_HANG_MARKER=marker))
+    try:
+        await wait_for(marker)
+        task.cancel()  # what the framework's collector timeout does
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.1)
+        assert marker_processes(marker) == []
+    finally:
+        for proc in marker_processes(marker):
+            proc.kill()
+
+
+async def test_missing_tool_is_not_applicable(tmp_path: Path) -> None:
+    with pytest.raises(NotApplicable, match="not installed"):
+        await collect(path=str(tmp_path))
+    with pytest.raises(NotApplicable, match="not installed"):
+        await collect({"devices": "sda"}, path=str(tmp_path))
+
+
+def test_framework_skips_smart_when_smartctl_is_absent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = load_all()
+    assert registry["smart"].tool == "smartctl"
+    empty = CommandRunner(env={"PATH": str(tmp_path)})
+    with caplog.at_level(logging.INFO, logger="hwcache_exporter"):
+        assert drop_missing_tools(["smart"], set(), registry, empty) == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "collector smart skipped: smartctl is not installed"
+    ]
+    with pytest.raises(SystemExit, match="smartctl"):
+        drop_missing_tools(["smart"], {"smart"}, registry, empty)
+
+
+async def test_nvme_health_only_without_nvme_cli(tmp_path: Path) -> None:
+    # A PATH with the fake smartctl and python3 but no nvme-cli.
+    (tmp_path / "smartctl").symlink_to(FAKES / "smartctl")
+    (tmp_path / "python3").symlink_to(sys.executable)
+    nvme_doc = load(next(e for e in scan_output() if e["protocol"] == "NVMe")["fixture"])
+    used = nvme_doc["nvme_smart_health_information_log"]["percentage_used"] / 100
+    alone = await collect(path=str(tmp_path))
+    assert value(alone, "hw_smart_nvme_percentage_used_ratio", device="nvme0") == pytest.approx(
+        used
+    )
+    with_cli = await collect()
+    assert value(with_cli, "hw_smart_nvme_percentage_used_ratio", device="nvme0") is None
+    assert value(with_cli, "hw_smart_temperature_celsius", device="nvme0") is not None
+    forced = await collect({"nvme-health": "true"})
+    assert value(forced, "hw_smart_nvme_percentage_used_ratio", device="nvme0") == pytest.approx(
+        used
+    )
+
+
+def test_end_to_end_through_the_exporter(tmp_path: Path) -> None:
+    args = ["--collector.disable-defaults", "--collector.smart", "--collector.smart.workers=2"]
+    with run_exporter(args, tmp_path, env={"PATH": PATH}) as exporter:
+        status, body = exporter.get("/metrics")
+    assert status == 200
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+    assert samples[("hwcache_collector_success", (("collector", "smart"),))] == 1
+    for entry in scan_output():
+        dev, doc = entry["name"].removeprefix("/dev/"), load(entry["fixture"])
+        key = (("device", dev),)
+        assert samples[("hw_smart_status_passed", key)] == float(doc["smart_status"]["passed"])
+        assert samples[("hw_smart_exit_status", key)] == doc["smartctl"]["exit_status"]
+        assert samples[("hw_smart_power_on_seconds", key)] == expected_power_on(doc)
