@@ -36,8 +36,11 @@ unit: $(VENV)/.installed-test debian-deps
 
 test: lint typecheck unit
 
+readme-table: $(VENV)/.installed
+	$(BIN)/python -c "from collectors.registry import load_all; from exporter.cli import describe_defaults; print(describe_defaults(load_all()))"
+
 bench: $(VENV)/.installed-test
-	scripts/debian-packages.sh wrk
+	scripts/debian-packages.sh wrk prometheus-node-exporter
 	$(BIN)/python bench/bench.py
 
 clean:

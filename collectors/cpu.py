@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from collectors.base import BlockingCollector, read_text
+from collectors.base import BlockingCollector, read_number, read_text
 from collectors.registry import register
 
 
@@ -31,6 +32,19 @@ def parse_cpuinfo(text: str) -> tuple[dict[str, str], int, int, int]:
     return first, logical, len(cores), len(sockets)
 
 
+def frequency_range(cpu_dir: Path) -> tuple[float, float]:
+    """Lowest min and highest max frequency (Hz) over all CPUs' cpufreq, 0 when unknown."""
+    lows, highs = [], []
+    for freq in cpu_dir.glob("cpu[0-9]*/cpufreq"):
+        low = read_number(freq / "cpuinfo_min_freq") or read_number(freq / "scaling_min_freq")
+        high = read_number(freq / "cpuinfo_max_freq") or read_number(freq / "scaling_max_freq")
+        if low:
+            lows.append(low * 1000)
+        if high:
+            highs.append(high * 1000)
+    return (min(lows, default=0.0), max(highs, default=0.0))
+
+
 @register(
     "cpu",
     description="CPU model, physical/logical cores and min/max frequency",
@@ -38,7 +52,7 @@ def parse_cpuinfo(text: str) -> tuple[dict[str, str], int, int, int]:
     timeout="30s",
 )
 class CpuCollector(BlockingCollector):
-    """CPU inventory from /proc/cpuinfo and psutil."""
+    """CPU inventory from cpuinfo under --path.procfs and cpufreq under --path.sysfs."""
 
     def collect_blocking(self) -> Sequence[Metric]:
         """Read cpuinfo and psutil's counts and frequency range."""
@@ -64,16 +78,14 @@ class CpuCollector(BlockingCollector):
         ):
             if value:
                 families.append(GaugeMetricFamily(name, doc, value=float(value)))
-        freq = psutil.cpu_freq()
-        if freq is not None and freq.max:
+        low, high = frequency_range(self.ctx.sysfs / "devices" / "system" / "cpu")
+        if high:
             families.append(
-                GaugeMetricFamily(
-                    "hw_cpu_frequency_min_hertz", "Minimum CPU frequency.", value=freq.min * 1e6
-                )
+                GaugeMetricFamily("hw_cpu_frequency_min_hertz", "Minimum CPU frequency.", value=low)
             )
             families.append(
                 GaugeMetricFamily(
-                    "hw_cpu_frequency_max_hertz", "Maximum CPU frequency.", value=freq.max * 1e6
+                    "hw_cpu_frequency_max_hertz", "Maximum CPU frequency.", value=high
                 )
             )
         return families

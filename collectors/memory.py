@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 from prometheus_client.core import GaugeMetricFamily
@@ -18,15 +19,19 @@ class MemoryCollector(BlockingCollector):
     def collect_blocking(self) -> Sequence[Metric]:
         """Return total RAM and swap."""
         psutil = self.ctx.psutil
+        with warnings.catch_warnings():
+            # psutil warns when vmstat's swap-in/out counters are missing; only totals matter here.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ram, swap = psutil.virtual_memory().total, psutil.swap_memory().total
         return [
             GaugeMetricFamily(
                 "hw_memory_total_bytes",
                 "Total usable RAM.",
-                value=float(psutil.virtual_memory().total),
+                value=float(ram),
             ),
             GaugeMetricFamily(
                 "hw_memory_swap_total_bytes",
                 "Total swap space.",
-                value=float(psutil.swap_memory().total),
+                value=float(swap),
             ),
         ]

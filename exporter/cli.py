@@ -13,6 +13,7 @@ from exporter.durations import format_duration, parse_duration
 from exporter.settings import CollectorSettings, Settings
 
 DEFAULT_LISTEN = ":9847"
+DOCS_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _duration(text: str) -> float:
@@ -71,7 +72,7 @@ def build_parser(registry: dict[str, CollectorSpec]) -> argparse.ArgumentParser:
         "--web.response-cache.ttl",
         dest="rc_ttl",
         type=_duration,
-        default="15s",
+        default="5s",
         help="longest life of a cached response (0 = until the data changes or expires)",
     )
     add(
@@ -153,6 +154,7 @@ def build_parser(registry: dict[str, CollectorSpec]) -> argparse.ArgumentParser:
             dest=f"interval_{spec.name}",
             type=_duration,
             default=spec.interval,
+            metavar="DURATION",
             help=f"refresh interval of {spec.name}",
         )
         add(
@@ -160,6 +162,7 @@ def build_parser(registry: dict[str, CollectorSpec]) -> argparse.ArgumentParser:
             dest=f"timeout_{spec.name}",
             type=_duration,
             default=spec.timeout,
+            metavar="DURATION",
             help=f"collection timeout of {spec.name}",
         )
         for option in spec.options:
@@ -167,6 +170,7 @@ def build_parser(registry: dict[str, CollectorSpec]) -> argparse.ArgumentParser:
                 f"--collector.{spec.name}.{option.name}",
                 dest=f"opt_{spec.name}_{option.name}",
                 default=option.default,
+                metavar="VALUE",
                 help=option.help,
             )
     return parser
@@ -233,8 +237,10 @@ def describe_defaults(registry: dict[str, CollectorSpec]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for spec in registry.values():
+        doc = f"docs/collectors/{spec.name}.md"
+        name = f"[`{spec.name}`]({doc})" if (DOCS_ROOT / doc).exists() else f"`{spec.name}`"
         lines.append(
-            f"| `{spec.name}` | {'enabled' if spec.default_enabled else 'disabled'} | "
+            f"| {name} | {'enabled' if spec.default_enabled else 'disabled'} | "
             f"{format_duration(parse_duration(spec.interval))} | "
             f"{format_duration(parse_duration(spec.timeout))} | "
             f"{spec.tool or '-'} | {spec.description} |"

@@ -52,7 +52,7 @@ class ResponseCache:
         self,
         max_entries: int = 1000,
         max_bytes: int = 64 * 1024 * 1024,
-        ttl: float = 15.0,
+        ttl: float = 5.0,
         clock: Clock = system_clock,
         current_generation: Callable[[], int] = lambda: 0,
     ) -> None:

@@ -1,0 +1,258 @@
+"""Benchmark: hwcache (response-cache hit, metric-cache hit) vs a fixed-bytes baseline and peers.
+
+Everything runs on loopback, bounded in time. Ratios are against the baseline measured in the
+same run, so the numbers compare on any machine. Usage: ``make bench`` or
+``python bench/bench.py --duration 5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from collectors.base import CollectorContext  # noqa: E402
+from collectors.synthetic import SyntheticCollector  # noqa: E402
+from exporter.render import encode, negotiate  # noqa: E402
+from tests.support import free_port  # noqa: E402
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass
+class Row:
+    """One load-test result."""
+
+    target: str
+    samples: int
+    encoding: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_s_per_1k: float
+    errors: int
+
+
+@contextmanager
+def server(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server subprocess and wait until /metrics answers; always stop it."""
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    raise RuntimeError(f"{argv[:4]} did not start: {err}") from None
+                time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def hwcache_argv(port: int, samples: int, response_cache: bool) -> list[str]:
+    return [
+        sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}",
+        "--collector.disable-defaults", "--collector.synthetic",
+        f"--collector.synthetic.samples={samples}", "--collector.synthetic.interval=24h",
+        "--web.response-cache.ttl=0", "--web.max-requests=0", "--log.level=warn",
+        "--web.response-cache" if response_cache else "--no-web.response-cache",
+    ]  # fmt: skip
+
+
+def parse_latency(text: str, pct: str) -> float:
+    match = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    return float(match.group(1)) * UNITS[match.group(2)] if match else float("nan")
+
+
+def load(port: int, encoding: str, duration: float, connections: int) -> tuple[str, int]:
+    """Run wrk against /metrics and return its output and request count."""
+    headers = ["-H", "Accept-Encoding: gzip"] if encoding == "gzip" else []
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", *headers,
+         f"http://127.0.0.1:{port}/metrics"],
+        capture_output=True, text=True, check=True, timeout=duration + 60,
+    ).stdout  # fmt: skip
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return out, requests
+
+
+def measure(
+    target: str, pid: int, port: int, samples: int, enc: str, args: argparse.Namespace
+) -> Row:
+    proc = psutil.Process(pid)
+    load(port, enc, 1, args.connections)  # warm up
+    before = sum(proc.cpu_times()[:2])
+    out, requests = load(port, enc, args.duration, args.connections)
+    cpu = sum(proc.cpu_times()[:2]) - before
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    row = Row(
+        target, samples, enc,
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50_ms=parse_latency(out, "50"), p99_ms=parse_latency(out, "99"),
+        cpu_s_per_1k=cpu / max(requests, 1) * 1000,
+        errors=int(errors.group(1)) if errors else 0,
+    )  # fmt: skip
+    if socket_errors:
+        print(f"  {target}: socket errors {socket_errors.group(1)}", file=sys.stderr)
+    print(f"  {target:<24} {samples:>6} {enc:<8} {row.rps:>9.0f} req/s  p50 {row.p50_ms:.2f} ms")
+    return row
+
+
+def fetch(port: int, gzip_ok: bool) -> bytes:
+    headers = {"Accept-Encoding": "gzip"} if gzip_ok else {}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return bytes(resp.read())
+
+
+def run_peers(samples: int, args: argparse.Namespace, tmp: Path) -> list[Row]:
+    rows: list[Row] = []
+    ports = {name: free_port() for name in ("rc", "mc", "client", "baseline")}
+    py = sys.executable
+    with (
+        server(hwcache_argv(ports["rc"], samples, True), ports["rc"]) as rc,
+        server(hwcache_argv(ports["mc"], samples, False), ports["mc"]) as mc,
+        server([py, "bench/servers.py", "client", f"--port={ports['client']}",
+                f"--samples={samples}"], ports["client"]) as client,
+    ):  # fmt: skip
+        body = fetch(ports["rc"], False)
+        (tmp / "body").write_bytes(body)
+        (tmp / "body.gz").write_bytes(gzip.compress(body, 6))
+        baseline_argv = [py, "bench/servers.py", "baseline", f"--port={ports['baseline']}",
+                         f"--body={tmp / 'body'}", f"--gzip-body={tmp / 'body.gz'}"]  # fmt: skip
+        with server(baseline_argv, ports["baseline"]) as base:
+            for enc in ("identity", "gzip"):
+                for target, proc, port in (
+                    ("baseline (fixed bytes)", base, ports["baseline"]),
+                    ("hwcache response-cache hit", rc, ports["rc"]),
+                    ("hwcache metric-cache hit", mc, ports["mc"]),
+                    ("prometheus_client uncached", client, ports["client"]),
+                ):
+                    rows.append(measure(target, proc.pid, port, samples, enc, args))
+    return rows
+
+
+def run_node_exporter(args: argparse.Namespace) -> list[Row]:
+    binary = shutil.which("prometheus-node-exporter")
+    if binary is None:
+        print("prometheus-node-exporter not installed; skipped", file=sys.stderr)
+        return []
+    port = free_port()
+    argv = [binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    with server(argv, port) as proc:
+        samples = sum(1 for line in fetch(port, False).splitlines() if not line.startswith(b"#"))
+        return [measure("node_exporter 1.5 (Debian)", proc.pid, port, samples, enc, args)
+                for enc in ("identity", "gzip")]  # fmt: skip
+
+
+def scaling(sizes: list[int], args: argparse.Namespace) -> list[dict[str, float]]:
+    """Render time on a data change, hit latency and RSS at each size."""
+    table = []
+    fmt = negotiate("")
+    for samples in sizes:
+        ctx = CollectorContext(options={"samples": str(samples), "delay": "0"})
+        import asyncio
+
+        families = list(asyncio.run(SyntheticCollector(ctx).collect()))
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            encode(families, fmt)
+            timings.append(time.perf_counter() - started)
+        port = free_port()
+        with server(hwcache_argv(port, samples, True), port) as proc:
+            rss_idle = psutil.Process(proc.pid).memory_info().rss
+            out, _ = load(port, "identity", min(args.duration, 3), 1)
+            rss_loaded = psutil.Process(proc.pid).memory_info().rss
+        table.append({
+            "samples": samples, "render_ms": statistics.median(timings) * 1000,
+            "hit_p50_ms": parse_latency(out, "50"), "hit_p99_ms": parse_latency(out, "99"),
+            "rss_mib_idle": rss_idle / 2**20, "rss_mib_after_load": rss_loaded / 2**20,
+        })  # fmt: skip
+        print(f"  scaling {samples}: {table[-1]}")
+    return table
+
+
+def markdown(rows: list[Row], scale: list[dict[str, float]]) -> str:
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d')} on {platform.platform()}, "
+        f"{psutil.cpu_count()} vCPU, Python {platform.python_version()}; wrk -t1, "
+        "loopback. Ratio = req/s ÷ baseline req/s (same samples, same encoding, same run).",
+        "",
+        "| target | samples | encoding | req/s | ratio | p50 ms | p99 ms | CPU s / 1k scrapes |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    base = {(r.samples, r.encoding): r.rps for r in rows if r.target.startswith("baseline")}
+    for r in rows:
+        ratio = r.rps / base[(r.samples, r.encoding)] if (r.samples, r.encoding) in base else None
+        lines.append(
+            f"| {r.target} | {r.samples} | {r.encoding} | {r.rps:.0f} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}'} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{r.cpu_s_per_1k:.3f} |"
+        )
+    lines += ["", "| samples | render on data change ms | hit p50 ms | hit p99 ms | RSS MiB idle "
+              "| RSS MiB after load |", "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for s in scale:
+        lines.append(
+            f"| {s['samples']:.0f} | {s['render_ms']:.1f} | {s['hit_p50_ms']:.2f} | "
+            f"{s['hit_p99_ms']:.2f} | {s['rss_mib_idle']:.0f} | {s['rss_mib_after_load']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
+    parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument("--samples", default="1000,10000")
+    parser.add_argument("--scaling", default="1000,10000,100000")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: run `make bench` (installs it) or apt-get install wrk")
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for samples in (int(s) for s in args.samples.split(",")):
+            rows += run_peers(samples, args, Path(tmp))
+    rows += run_node_exporter(args)
+    scale = scaling([int(s) for s in args.scaling.split(",")], args)
+    table = markdown(rows, scale)
+    print("\n" + table)
+    args.output.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (args.output / f"bench-{stamp}.md").write_text(table + "\n")
+    raw = {"rows": [asdict(r) for r in rows], "scaling": scale, "pid": os.getpid()}
+    (args.output / f"bench-{stamp}.json").write_text(json.dumps(raw, indent=2))
+
+
+if __name__ == "__main__":
+    main()

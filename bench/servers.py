@@ -1,0 +1,74 @@
+"""Comparison servers for the benchmark: fixed-bytes baseline and prometheus_client uncached."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.exposition import gzip_accepted
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import CollectorRegistry
+
+from collectors.base import CollectorContext
+from collectors.synthetic import SyntheticCollector
+
+
+def baseline_app(identity: bytes, gzipped: bytes, content_type: str) -> web.Application:
+    """Return the same precomputed bytes on every request (the upper bound)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if gzip_accepted(request.headers.get("Accept-Encoding", "")):
+            return web.Response(
+                body=gzipped, headers={"Content-Type": content_type, "Content-Encoding": "gzip"}
+            )
+        return web.Response(body=identity, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    return app
+
+
+class _Fixed:
+    """A prometheus_client collector yielding pre-built families (no caching of the render)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def client_app(samples: int) -> web.Application:
+    """prometheus_client's own aiohttp handler rendering the same families on every request."""
+    ctx = CollectorContext(options={"samples": str(samples), "delay": "0"})
+    families = list(asyncio.run(SyntheticCollector(ctx).collect()))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(families))  # type: ignore[arg-type]
+    app = web.Application()
+    app.router.add_get("/metrics", make_aiohttp_handler(registry))
+    return app
+
+
+def main() -> None:
+    """``servers.py baseline|client --port P ...``."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["baseline", "client"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--body", type=Path)
+    parser.add_argument("--gzip-body", type=Path)
+    parser.add_argument("--content-type", default="text/plain; version=0.0.4; charset=utf-8")
+    parser.add_argument("--samples", type=int, default=1000)
+    args = parser.parse_args()
+    if args.kind == "baseline":
+        app = baseline_app(args.body.read_bytes(), args.gzip_body.read_bytes(), args.content_type)
+    else:
+        app = client_app(args.samples)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
