@@ -13,10 +13,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from collectors.registry import load_all
+from exporter.cli import build_parser
 from tests.support import PROCFS, SYSFS, run_exporter
 
 SCRAPERS = 500
-DEFAULT_MAX_REQUESTS = 40  # --web.max-requests default, per the flag's documentation
+DEFAULT_MAX_REQUESTS: int = build_parser(load_all()).get_default("max_requests")
 # Every scrape finds the synthetic collector due and waits for its refresh: this keeps
 # all scrapes in flight at once, which is what --web.max-requests bounds.
 REFRESH_DELAY = 2.0
