@@ -55,7 +55,9 @@ class Row:
 @contextmanager
 def server(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server subprocess and wait until /metrics answers; always stop it."""
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Logs go to a file: an unread pipe fills up and blocks a chatty server (node_exporter).
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -65,7 +67,8 @@ def server(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
                         break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    log.seek(0)
+                    err = log.read().decode(errors="replace")
                     raise RuntimeError(f"{argv[:4]} did not start: {err}") from None
                 time.sleep(0.1)
         yield proc
@@ -75,6 +78,7 @@ def server(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 def hwcache_argv(port: int, samples: int, response_cache: bool) -> list[str]:

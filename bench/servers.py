@@ -47,7 +47,7 @@ def client_app(samples: int) -> web.Application:
     ctx = CollectorContext(options={"samples": str(samples), "delay": "0"})
     families = list(asyncio.run(SyntheticCollector(ctx).collect()))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Fixed(families))  # type: ignore[arg-type]
+    registry.register(_Fixed(families))
     app = web.Application()
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
     return app

@@ -14,7 +14,7 @@ from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Middleware
 from cachetools import TTLCache
 
-from exporter.limits import RequestLimiter, query_limit_middleware
+from exporter.limits import RequestLimiter, check_query_size
 from exporter.webconfig import (
     WebConfig,
     WebConfigError,
@@ -156,46 +156,46 @@ class WebSecurity:
             log.info("TLS certificate reloaded")
         self._serving_tls = new
 
-    def headers_middleware(self) -> Middleware:
-        """Add the configured ``http_server_config.headers`` to every response, errors too."""
+    def middleware(self, limiter: RequestLimiter) -> Middleware:
+        """One middleware (one layer per request): headers, max-requests, auth, query size.
+
+        The configured headers go on every response, errors too; the request limit is checked
+        before auth so it also bounds bcrypt work.
+        """
 
         @web.middleware
-        async def response_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+        async def front_door(request: web.Request, handler: Handler) -> web.StreamResponse:
             headers = self.config.headers
             try:
-                response = await handler(request)
+                limited = limiter.enter(request)
+                try:
+                    await self._check(request)
+                    response = await handler(request)
+                finally:
+                    if limited:
+                        limiter.leave()
             except web.HTTPException as exc:
-                exc.headers.update(headers)
+                if headers:
+                    exc.headers.update(headers)
                 raise
-            if not response.prepared:
+            if headers and not response.prepared:
                 response.headers.update(headers)
             return response
 
-        return response_headers
+        return front_door
 
-    def auth_middleware(self) -> Middleware:
-        """Require valid basic-auth credentials when the config lists users."""
-
-        @web.middleware
-        async def basic_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-            authenticator = self.authenticator
-            if not authenticator.enabled or request.path in AUTH_EXEMPT_PATHS:
-                return await handler(request)
+    async def _check(self, request: web.Request) -> None:
+        """401 without valid credentials (when users are configured), then 400 on huge queries."""
+        authenticator = self.authenticator
+        if authenticator.enabled and request.path not in AUTH_EXEMPT_PATHS:
             credentials = _credentials(request)
             if credentials is None or not await authenticator.verify(*credentials):
                 raise web.HTTPUnauthorized(text="Unauthorized\n", headers=CHALLENGE)
-            return await handler(request)
-
-        return basic_auth
+        check_query_size(request)
 
     def middlewares(self, max_requests: int) -> list[Middleware]:
-        """Outermost first: headers, max-requests (bounds bcrypt work too), auth, query size."""
-        return [
-            self.headers_middleware(),
-            RequestLimiter(max_requests).middleware(),
-            self.auth_middleware(),
-            query_limit_middleware(),
-        ]
+        """The security middlewares, outermost first (one combined layer)."""
+        return [self.middleware(RequestLimiter(max_requests))]
 
 
 WEB_SECURITY = web.AppKey("web_security", WebSecurity)

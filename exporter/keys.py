@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from cachetools import LRUCache
 
 from exporter.cache import MetricCache
 from exporter.clock import Clock
@@ -18,3 +19,7 @@ RESPONSE_CACHE = web.AppKey("response_cache", ResponseCache)
 RUNNER = web.AppKey("runner", CommandRunner)
 READY = web.AppKey("ready", asyncio.Event)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+# Rendered freshness block per (generation, content type, collectors, second).
+FRAMEWORK_RENDERS: web.AppKey[LRUCache[tuple[int, str, tuple[str, ...], int], bytes]] = web.AppKey(
+    "framework_renders"
+)

@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -31,38 +30,30 @@ class RequestLimiter:
         self.in_flight = 0
         self.rejected = 0
 
-    def middleware(self) -> Middleware:
-        """The aiohttp middleware enforcing the limit (0 = unlimited, like node_exporter)."""
-
-        @web.middleware
-        async def max_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if self.limit <= 0 or request.path in self.exempt:
-                return await handler(request)
-            if self.in_flight >= self.limit:
-                self.rejected += 1
-                raise web.HTTPServiceUnavailable(
-                    text=f"too many concurrent requests (--web.max-requests={self.limit})\n",
-                    headers={"Retry-After": "1"},
-                )
-            self.in_flight += 1
-            try:
-                return await handler(request)
-            finally:
-                self.in_flight -= 1
-
-        return max_requests
-
-
-def query_limit_middleware(max_params: int = MAX_QUERY_PARAMS) -> Middleware:
-    """Answer 400 to requests with more than ``max_params`` query parameters."""
-
-    @web.middleware
-    async def query_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        count = len(request.query)
-        if count > max_params:
-            raise web.HTTPBadRequest(
-                text=f"too many query parameters: {count} (at most {max_params})\n"
+    def enter(self, request: web.Request) -> bool:
+        """Count a request in (503 past the limit); ``False`` when it is not counted."""
+        if self.limit <= 0 or request.path in self.exempt:
+            return False
+        if self.in_flight >= self.limit:
+            self.rejected += 1
+            raise web.HTTPServiceUnavailable(
+                text=f"too many concurrent requests (--web.max-requests={self.limit})\n",
+                headers={"Retry-After": "1"},
             )
-        return await handler(request)
+        self.in_flight += 1
+        return True
 
-    return query_limit
+    def leave(self) -> None:
+        """Count a finished request out."""
+        self.in_flight -= 1
+
+
+def check_query_size(request: web.Request, max_params: int = MAX_QUERY_PARAMS) -> None:
+    """Answer 400 to requests with more than ``max_params`` query parameters."""
+    if not request.query_string:
+        return
+    count = len(request.query)
+    if count > max_params:
+        raise web.HTTPBadRequest(
+            text=f"too many query parameters: {count} (at most {max_params})\n"
+        )

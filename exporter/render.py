@@ -10,6 +10,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
 from exporter.cache import CacheEntry
+from exporter.gzip_chunks import deflate_chunk, gzip_join
 
 _EOF = b"# EOF\n"
 
@@ -56,12 +57,15 @@ def encode(families: Iterable[Metric], fmt: Format) -> bytes:
     return body
 
 
-def render_entry(entry: CacheEntry, fmt: Format) -> bytes:
-    """The entry's families in ``fmt``, rendered once per data change and reused."""
-    body = entry.rendered.get(fmt.content_type)
+def render_entry(entry: CacheEntry, fmt: Format, deflated: bool = False) -> bytes:
+    """The entry's families in ``fmt`` (or their deflate chunk), built once per data change."""
+    key = f"{fmt.content_type}|deflate" if deflated else fmt.content_type
+    body = entry.rendered.get(key)
     if body is None:
         body = encode(entry.families, fmt)
-        entry.rendered[fmt.content_type] = body
+        if deflated:
+            body = deflate_chunk(body)
+        entry.rendered[key] = body
     return body
 
 
@@ -79,17 +83,27 @@ def restrict(families: Iterable[Metric], names: frozenset[str]) -> list[Metric]:
 
 def render_body(
     entries: Sequence[CacheEntry],
-    framework: Sequence[Metric],
+    framework: bytes,
     fmt: Format,
-    names: frozenset[str] | None = None,
+    compress: bool,
 ) -> bytes:
-    """The whole /metrics body: cached hardware families, then framework families."""
-    if names is not None:
-        families = [f for e in entries for f in e.families]
-        parts = [encode(restrict([*families, *framework], names), fmt)]
-    else:
-        parts = [render_entry(entry, fmt) for entry in entries]
-        parts.append(encode(framework, fmt))
-    if fmt.openmetrics:
-        parts.append(_EOF)
-    return b"".join(parts)
+    """The /metrics body: each collector's pre-rendered bytes, then ``framework``, maybe gzipped.
+
+    Compressed bodies reuse each collector's deflate chunk, so a scrape only compresses the
+    small framework part.
+    """
+    tail = framework + _EOF if fmt.openmetrics else framework
+    plain = [render_entry(entry, fmt) for entry in entries]
+    if not compress:
+        return b"".join([*plain, tail])
+    deflated = [render_entry(entry, fmt, deflated=True) for entry in entries]
+    return gzip_join([*plain, tail], [*deflated, deflate_chunk(tail)])
+
+
+def render_filtered(
+    entries: Sequence[CacheEntry], framework: Sequence[Metric], fmt: Format, names: frozenset[str]
+) -> bytes:
+    """The body for a ``name[]`` request: only the named samples, rendered on the fly."""
+    families = [f for e in entries for f in e.families]
+    body = encode(restrict([*families, *framework], names), fmt)
+    return body + _EOF if fmt.openmetrics else body

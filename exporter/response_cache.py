@@ -66,14 +66,26 @@ class ResponseCache:
         self.misses = 0
         self.expired = 0
         self._generation = current_generation()
+        self._keys: LRUCache[
+            tuple[str, str, str], tuple[str, tuple[tuple[str, str], ...], str, str]
+        ]
+        self._keys = LRUCache(maxsize=1024)
 
-    @staticmethod
-    def key(request: web.Request, generation: int) -> CacheKey:
+    def key(self, request: web.Request, generation: int) -> CacheKey:
         """Order-independent key; format and encoding as the handler would negotiate them."""
-        query = tuple(sorted(request.query.items()))
-        content_type = negotiate(request.headers.get("Accept", "")).content_type
-        encoding = "gzip" if gzip_accepted(request.headers.get("Accept-Encoding", "")) else ""
-        return (request.path, query, content_type, encoding, generation)
+        headers = request.headers
+        raw = (request.raw_path, headers.get("Accept", ""), headers.get("Accept-Encoding", ""))
+        parts = self._keys.get(raw)
+        if parts is None:
+            # Canonicalising costs more than a hit; remember it per raw request line + headers.
+            parts = (
+                request.path,
+                tuple(sorted(request.query.items())),
+                negotiate(raw[1]).content_type,
+                "gzip" if gzip_accepted(raw[2]) else "",
+            )
+            self._keys[raw] = parts
+        return (*parts, generation)
 
     def _drop_old_generations(self) -> None:
         generation = self.current_generation()
@@ -104,7 +116,7 @@ class ResponseCache:
         now = self.clock()
         if self.ttl > 0:
             valid_until = min(valid_until, now + self.ttl)
-        size = len(body) + sum(len(k) + len(v) for k, v in key[1]) + len(key[0]) + 256
+        size = len(body) + len(repr(key[:2]).encode()) + 256
         if valid_until <= now or size > self.max_bytes:
             return
         self._drop_old_generations()

@@ -91,7 +91,7 @@ async def test_data_change_is_never_served_from_old_entry(aiohttp_client: Client
     await client.get("/metrics")
     assert (await client.get("/metrics")).headers["X-Hwcache-Response"] == "hit"
     cache.invalidate(["a"], refresh_now=True)
-    await cache.entries["a"].inflight  # type: ignore[misc]
+    await cache.entries["a"].inflight
     resp = await client.get("/metrics")
     assert resp.headers["X-Hwcache-Response"] == "miss"
     assert 'hw_test_a_value{device="dev0"} 2.0' in await resp.text()

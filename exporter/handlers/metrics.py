@@ -10,10 +10,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import gzip_accepted
 from prometheus_client.metrics_core import Metric
 
-from exporter.cache import MetricCache
+from exporter.cache import CacheEntry, MetricCache
 from exporter.freshness import build_info_family, freshness_families
-from exporter.keys import CACHE, CLOCK, RESPONSE_CACHE, SETTINGS
-from exporter.render import negotiate, render_body
+from exporter.keys import CACHE, CLOCK, FRAMEWORK_RENDERS, RESPONSE_CACHE, SETTINGS
+from exporter.render import Format, encode, negotiate, render_body, render_filtered
 from exporter.response_cache import GENERATION, VALID_UNTIL, ResponseCache
 from exporter.settings import Settings
 
@@ -53,10 +53,8 @@ def scrape_wait(request: web.Request, settings: Settings) -> float:
     return max(0.0, wait)
 
 
-def response_cache_families(response_cache: ResponseCache, enabled: bool) -> list[Metric]:
+def response_cache_families(response_cache: ResponseCache) -> list[Metric]:
     """``hwcache_response_cache_*`` families (only when the middleware is on)."""
-    if not enabled:
-        return []
     families: list[Metric] = []
     for name, value, doc in (
         ("hits", response_cache.hits, "Scrapes answered from the response cache."),
@@ -74,6 +72,23 @@ def response_cache_families(response_cache: ResponseCache, enabled: bool) -> lis
     return families
 
 
+def framework_bytes(
+    request: web.Request, entries: list[CacheEntry], fmt: Format, now: float
+) -> bytes:
+    """Freshness and build info, rendered at most once per second per generation and format."""
+    app = request.app
+    cache = app[CACHE]
+    key = (cache.generation, fmt.content_type, tuple(e.name for e in entries), int(now))
+    store = app[FRAMEWORK_RENDERS]
+    body = store.get(key)
+    if body is None:
+        body = encode([*freshness_families(entries, now), build_info_family()], fmt)
+        store[key] = body
+    if app[SETTINGS].response_cache:
+        body += encode(response_cache_families(app[RESPONSE_CACHE]), fmt)
+    return body
+
+
 async def metrics(request: web.Request) -> web.Response:
     """Serve the selected collectors' cached families plus freshness metrics."""
     app = request.app
@@ -85,15 +100,17 @@ async def metrics(request: web.Request) -> web.Response:
     now = clock()
     entries = [cache.entries[name] for name in names]
     fmt = negotiate(request.headers.get("Accept", ""))
-    framework = [
-        *freshness_families(entries, now),
-        *response_cache_families(app[RESPONSE_CACHE], settings.response_cache),
-        build_info_family(),
-    ]
-    body = render_body(entries, framework, fmt, frozenset(name_filter) if name_filter else None)
+    compress = gzip_accepted(request.headers.get("Accept-Encoding", ""))
+    if name_filter:
+        framework = [*freshness_families(entries, now), build_info_family()]
+        if settings.response_cache:
+            framework += response_cache_families(app[RESPONSE_CACHE])
+        body = render_filtered(entries, framework, fmt, frozenset(name_filter))
+        body = gzip.compress(body, compresslevel=6) if compress else body
+    else:
+        body = render_body(entries, framework_bytes(request, entries, fmt, now), fmt, compress)
     headers = {"Content-Type": fmt.content_type}
-    if gzip_accepted(request.headers.get("Accept-Encoding", "")):
-        body = gzip.compress(body, compresslevel=6)
+    if compress:
         headers["Content-Encoding"] = "gzip"
     request[GENERATION] = cache.generation
     request[VALID_UNTIL] = min((e.expires_at for e in entries), default=now)
