@@ -56,7 +56,7 @@ class Row:
 def server(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server subprocess and wait until /metrics answers; always stop it."""
     # Logs go to a file: an unread pipe fills up and blocks a chatty server (node_exporter).
-    log = tempfile.TemporaryFile()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.monotonic() + 60
@@ -131,6 +131,11 @@ def measure(
     return row
 
 
+def median_row(runs: list[Row]) -> Row:
+    """The run with the median req/s (its latencies and CPU come with it)."""
+    return sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+
+
 def fetch(port: int, gzip_ok: bool) -> bytes:
     headers = {"Accept-Encoding": "gzip"} if gzip_ok else {}
     req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers)
@@ -154,14 +159,19 @@ def run_peers(samples: int, args: argparse.Namespace, tmp: Path) -> list[Row]:
         baseline_argv = [py, "bench/servers.py", "baseline", f"--port={ports['baseline']}",
                          f"--body={tmp / 'body'}", f"--gzip-body={tmp / 'body.gz'}"]  # fmt: skip
         with server(baseline_argv, ports["baseline"]) as base:
+            targets = (
+                ("baseline (fixed bytes)", base, ports["baseline"]),
+                ("hwcache response-cache hit", rc, ports["rc"]),
+                ("hwcache metric-cache hit", mc, ports["mc"]),
+                ("prometheus_client uncached", client, ports["client"]),
+            )
             for enc in ("identity", "gzip"):
-                for target, proc, port in (
-                    ("baseline (fixed bytes)", base, ports["baseline"]),
-                    ("hwcache response-cache hit", rc, ports["rc"]),
-                    ("hwcache metric-cache hit", mc, ports["mc"]),
-                    ("prometheus_client uncached", client, ports["client"]),
-                ):
-                    rows.append(measure(target, proc.pid, port, samples, enc, args))
+                # Interleaved rounds, median per target: this VM's speed drifts between runs.
+                rounds: dict[str, list[Row]] = {name: [] for name, _, _ in targets}
+                for _ in range(args.rounds):
+                    for target, proc, port in targets:
+                        rounds[target].append(measure(target, proc.pid, port, samples, enc, args))
+                rows += [median_row(runs) for runs in rounds.values()]
     return rows
 
 
@@ -237,6 +247,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
     parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs per target")
     parser.add_argument("--samples", default="1000,10000")
     parser.add_argument("--scaling", default="1000,10000,100000")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results")

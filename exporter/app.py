@@ -66,9 +66,11 @@ def create_app(
     )
     # Without ``security`` the web config file is loaded here (raises WebConfigError).
     security = security or WebSecurity.from_file(settings.web_config_file)
-    middlewares = security.middlewares(settings.max_requests)
-    if settings.response_cache:
-        middlewares.append(response_cache.middleware(frozenset({settings.telemetry_path})))
+    middlewares = security.middlewares(
+        settings.max_requests,
+        frozenset({settings.telemetry_path}),
+        response_cache if settings.response_cache else None,
+    )
     app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[CACHE] = cache

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Middleware
 from cachetools import TTLCache
 
 from exporter.limits import RequestLimiter, check_query_size
+from exporter.response_cache import ResponseCache
 from exporter.webconfig import (
     WebConfig,
     WebConfigError,
@@ -156,7 +157,12 @@ class WebSecurity:
             log.info("TLS certificate reloaded")
         self._serving_tls = new
 
-    def middleware(self, limiter: RequestLimiter) -> Middleware:
+    def middleware(
+        self,
+        limiter: RequestLimiter,
+        cached_paths: frozenset[str] = frozenset(),
+        cache: ResponseCache | None = None,
+    ) -> Middleware:
         """One middleware (one layer per request): headers, max-requests, auth, query size.
 
         The configured headers go on every response, errors too; the request limit is checked
@@ -166,11 +172,29 @@ class WebSecurity:
         @web.middleware
         async def front_door(request: web.Request, handler: Handler) -> web.StreamResponse:
             headers = self.config.headers
+            response: web.StreamResponse
             try:
                 limited = limiter.enter(request)
                 try:
-                    await self._check(request)
-                    response = await handler(request)
+                    if self.authenticator.enabled:
+                        await self._authenticate(request)
+                    if request.query_string:
+                        check_query_size(request)
+                    if (
+                        cache is not None
+                        and request.method == "GET"
+                        and request.path in cached_paths
+                    ):
+                        # The response cache sits here, inside the checks: one layer, not two,
+                        # and a hit is answered without another coroutine.
+                        key = cache.key(request, cache.current_generation())
+                        cached = cache.get(key)
+                        if cached is not None:
+                            response = web.Response(body=cached.body, headers=cached.headers)
+                        else:
+                            response = await cache.fill(request, handler, key)
+                    else:
+                        response = await handler(request)
                 finally:
                     if limited:
                         limiter.leave()
@@ -184,18 +208,22 @@ class WebSecurity:
 
         return front_door
 
-    async def _check(self, request: web.Request) -> None:
-        """401 without valid credentials (when users are configured), then 400 on huge queries."""
-        authenticator = self.authenticator
-        if authenticator.enabled and request.path not in AUTH_EXEMPT_PATHS:
-            credentials = _credentials(request)
-            if credentials is None or not await authenticator.verify(*credentials):
-                raise web.HTTPUnauthorized(text="Unauthorized\n", headers=CHALLENGE)
-        check_query_size(request)
+    async def _authenticate(self, request: web.Request) -> None:
+        """Raise 401 unless the request carries valid credentials (exempt paths excepted)."""
+        if request.path in AUTH_EXEMPT_PATHS:
+            return
+        credentials = _credentials(request)
+        if credentials is None or not await self.authenticator.verify(*credentials):
+            raise web.HTTPUnauthorized(text="Unauthorized\n", headers=CHALLENGE)
 
-    def middlewares(self, max_requests: int) -> list[Middleware]:
-        """The security middlewares, outermost first (one combined layer)."""
-        return [self.middleware(RequestLimiter(max_requests))]
+    def middlewares(
+        self,
+        max_requests: int,
+        cached_paths: frozenset[str] = frozenset(),
+        cache: ResponseCache | None = None,
+    ) -> list[Middleware]:
+        """The security middlewares, outermost first (one combined layer, response cache inside)."""
+        return [self.middleware(RequestLimiter(max_requests), cached_paths, cache)]
 
 
 WEB_SECURITY = web.AppKey("web_security", WebSecurity)

@@ -50,8 +50,6 @@ class RequestLimiter:
 
 def check_query_size(request: web.Request, max_params: int = MAX_QUERY_PARAMS) -> None:
     """Answer 400 to requests with more than ``max_params`` query parameters."""
-    if not request.query_string:
-        return
     count = len(request.query)
     if count > max_params:
         raise web.HTTPBadRequest(

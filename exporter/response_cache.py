@@ -31,6 +31,18 @@ class CachedResponse:
     encoding: str
     valid_until: float
     size: int
+    headers: dict[str, str]
+
+
+def replay_headers(response: web.Response) -> dict[str, str]:
+    """The headers a cached copy of ``response`` is served with."""
+    headers = {
+        "Content-Type": response.headers.get("Content-Type", ""),
+        "X-Hwcache-Response": "hit",
+    }
+    if "Content-Encoding" in response.headers:
+        headers["Content-Encoding"] = response.headers["Content-Encoding"]
+    return headers
 
 
 class _BoundedLRU(LRUCache[CacheKey, CachedResponse]):
@@ -77,6 +89,8 @@ class ResponseCache:
         raw = (request.raw_path, headers.get("Accept", ""), headers.get("Accept-Encoding", ""))
         parts = self._keys.get(raw)
         if parts is None:
+            if len(self._keys) >= 1024:
+                self._keys.clear()  # bounded; rebuilt from the next requests
             # Canonicalising costs more than a hit; remember it per raw request line + headers.
             parts = (
                 request.path,
@@ -126,6 +140,7 @@ class ResponseCache:
             response.headers.get("Content-Encoding", ""),
             valid_until,
             size,
+            replay_headers(response),
         )
         while len(self.store) > self.max_entries:
             self.store.popitem()
@@ -149,6 +164,25 @@ class ResponseCache:
             "expired": self.expired,
         }
 
+    async def serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Answer from the cache, or call ``handler`` and store its 200 response."""
+        key = self.key(request, self.current_generation())
+        cached = self.get(key)
+        if cached is not None:
+            return web.Response(body=cached.body, headers=cached.headers)
+        return await self.fill(request, handler, key)
+
+    async def fill(
+        self, request: web.Request, handler: Handler, key: CacheKey
+    ) -> web.StreamResponse:
+        """Call ``handler`` for a miss and store its 200 response under ``key``."""
+        response = await handler(request)
+        generation = request.get(GENERATION)
+        if isinstance(response, web.Response) and response.status == 200 and generation is not None:
+            self.put((*key[:4], generation), response, request[VALID_UNTIL])
+            response.headers["X-Hwcache-Response"] = "miss"
+        return response
+
     def middleware(self, paths: frozenset[str]) -> Middleware:
         """An aiohttp middleware serving GETs of ``paths`` from this cache."""
 
@@ -156,22 +190,6 @@ class ResponseCache:
         async def response_cache(request: web.Request, handler: Handler) -> web.StreamResponse:
             if request.method != "GET" or request.path not in paths:
                 return await handler(request)
-            key = self.key(request, self.current_generation())
-            cached = self.get(key)
-            if cached is not None:
-                headers = {"Content-Type": cached.content_type, "X-Hwcache-Response": "hit"}
-                if cached.encoding:
-                    headers["Content-Encoding"] = cached.encoding
-                return web.Response(body=cached.body, headers=headers)
-            response = await handler(request)
-            generation = request.get(GENERATION)
-            if (
-                isinstance(response, web.Response)
-                and response.status == 200
-                and generation is not None
-            ):
-                self.put((*key[:4], generation), response, request[VALID_UNTIL])
-                response.headers["X-Hwcache-Response"] = "miss"
-            return response
+            return await self.serve(request, handler)
 
         return response_cache
