@@ -1,4 +1,8 @@
-"""Optional middleware caching whole /metrics responses, bounded in entries and bytes."""
+"""Optional cache of whole /metrics responses, bounded in entries and bytes.
+
+The security middleware (exporter/auth.py) consults it inside its checks, so a hit costs no
+extra middleware layer.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from cachetools import LRUCache
 from prometheus_client.exposition import gzip_accepted
 
@@ -164,14 +167,6 @@ class ResponseCache:
             "expired": self.expired,
         }
 
-    async def serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Answer from the cache, or call ``handler`` and store its 200 response."""
-        key = self.key(request, self.current_generation())
-        cached = self.get(key)
-        if cached is not None:
-            return web.Response(body=cached.body, headers=cached.headers)
-        return await self.fill(request, handler, key)
-
     async def fill(
         self, request: web.Request, handler: Handler, key: CacheKey
     ) -> web.StreamResponse:
@@ -182,14 +177,3 @@ class ResponseCache:
             self.put((*key[:4], generation), response, request[VALID_UNTIL])
             response.headers["X-Hwcache-Response"] = "miss"
         return response
-
-    def middleware(self, paths: frozenset[str]) -> Middleware:
-        """An aiohttp middleware serving GETs of ``paths`` from this cache."""
-
-        @web.middleware
-        async def response_cache(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.method != "GET" or request.path not in paths:
-                return await handler(request)
-            return await self.serve(request, handler)
-
-        return response_cache
