@@ -18,7 +18,16 @@ from exporter.auth import WEB_SECURITY, WebSecurity
 from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import Clock, system_clock
 from exporter.handlers import routes
-from exporter.keys import CACHE, CLOCK, FRAMEWORK_RENDERS, READY, RESPONSE_CACHE, RUNNER, SETTINGS
+from exporter.keys import (
+    BODY_CRCS,
+    CACHE,
+    CLOCK,
+    FRAMEWORK_RENDERS,
+    READY,
+    RESPONSE_CACHE,
+    RUNNER,
+    SETTINGS,
+)
 from exporter.response_cache import ResponseCache
 from exporter.runner import CommandRunner
 from exporter.settings import Settings
@@ -79,6 +88,7 @@ def create_app(
     app[READY] = asyncio.Event()
     app[CLOCK] = clock
     app[FRAMEWORK_RENDERS] = LRUCache(maxsize=64)
+    app[BODY_CRCS] = LRUCache(maxsize=64)
     app[WEB_SECURITY] = security
     app.add_routes(routes(settings.telemetry_path))
     if settings.cache_dir is not None:

@@ -18,11 +18,23 @@ def deflate_chunk(data: bytes, level: int = 6) -> bytes:
     return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
-def gzip_join(plain: Sequence[bytes], deflated: Sequence[bytes]) -> bytes:
-    """A valid single-member gzip of ``b"".join(plain)`` from its chunks' deflate outputs."""
-    crc, size = 0, 0
-    for chunk in plain:
+def crc_and_size(chunks: Sequence[bytes], start: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    """CRC-32 and length of ``b"".join(chunks)``, continuing from ``start``."""
+    crc, size = start
+    for chunk in chunks:
         crc = zlib.crc32(chunk, crc)
         size += len(chunk)
+    return crc, size
+
+
+def gzip_join(
+    plain: Sequence[bytes], deflated: Sequence[bytes], start: tuple[int, int] = (0, 0)
+) -> bytes:
+    """A single-member gzip from deflate chunks; ``plain`` continues the CRC state ``start``.
+
+    ``start`` is the CRC-32 and length of the uncompressed data before ``plain`` (chunks that
+    were deflated earlier), so a caller can reuse it instead of re-reading those bytes.
+    """
+    crc, size = crc_and_size(plain, start)
     trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
     return b"".join([_HEADER, *deflated, _FINAL_BLOCK, trailer])

@@ -23,3 +23,7 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 FRAMEWORK_RENDERS: web.AppKey[LRUCache[tuple[int, str, tuple[str, ...], int], bytes]] = web.AppKey(
     "framework_renders"
 )
+# CRC-32 and length of the collectors' part of a body, per format and entry generations.
+BODY_CRCS: web.AppKey[LRUCache[tuple[str, tuple[tuple[str, int], ...]], tuple[int, int]]] = (
+    web.AppKey("body_crcs")
+)

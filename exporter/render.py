@@ -6,11 +6,12 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from cachetools import LRUCache
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
 from exporter.cache import CacheEntry
-from exporter.gzip_chunks import deflate_chunk, gzip_join
+from exporter.gzip_chunks import crc_and_size, deflate_chunk, gzip_join
 
 _EOF = b"# EOF\n"
 
@@ -81,23 +82,32 @@ def restrict(families: Iterable[Metric], names: frozenset[str]) -> list[Metric]:
     return kept
 
 
+CrcKey = tuple[str, tuple[tuple[str, int], ...]]
+
+
 def render_body(
     entries: Sequence[CacheEntry],
     framework: bytes,
     fmt: Format,
     compress: bool,
+    crcs: LRUCache[CrcKey, tuple[int, int]],
 ) -> bytes:
     """The /metrics body: each collector's pre-rendered bytes, then ``framework``, maybe gzipped.
 
-    Compressed bodies reuse each collector's deflate chunk, so a scrape only compresses the
-    small framework part.
+    Compressed bodies reuse each collector's deflate chunk and the CRC of their concatenation
+    (``crcs``, keyed by format and the entries' generations), so a scrape only compresses
+    and checksums the small framework part.
     """
     tail = framework + _EOF if fmt.openmetrics else framework
-    plain = [render_entry(entry, fmt) for entry in entries]
     if not compress:
-        return b"".join([*plain, tail])
+        return b"".join([*(render_entry(entry, fmt) for entry in entries), tail])
+    key = (fmt.content_type, tuple((entry.name, entry.generation) for entry in entries))
+    start = crcs.get(key)
+    if start is None:
+        start = crc_and_size([render_entry(entry, fmt) for entry in entries])
+        crcs[key] = start
     deflated = [render_entry(entry, fmt, deflated=True) for entry in entries]
-    return gzip_join([*plain, tail], [*deflated, deflate_chunk(tail)])
+    return gzip_join([tail], [*deflated, deflate_chunk(tail)], start)
 
 
 def render_filtered(

@@ -37,10 +37,16 @@ def test_corrupted_chunk_is_detected() -> None:
 
 @pytest.mark.parametrize("accept", ["", OPENMETRICS])
 async def test_metrics_gzip_equals_identity(aiohttp_client: ClientFactory, accept: str) -> None:
-    client, *_ = await start(aiohttp_client, "a", "b", response_cache=False)
-    plain = await (await client.get("/metrics", headers={"Accept": accept})).read()
-    resp = await client.get(
-        "/metrics", headers={"Accept": accept, "Accept-Encoding": "gzip"}, auto_decompress=False
-    )
-    assert resp.headers["Content-Encoding"] == "gzip"
-    assert gzip.decompress(await resp.read()) == plain
+    client, cache, _, clock = await start(aiohttp_client, "a", "b", response_cache=False)
+    for _ in range(2):  # the second round runs after a data change (new chunks and CRCs)
+        plain = await (await client.get("/metrics", headers={"Accept": accept})).read()
+        resp = await client.get(
+            "/metrics",
+            headers={"Accept": accept, "Accept-Encoding": "gzip"},
+            auto_decompress=False,
+        )
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(await resp.read()) == plain
+        clock.advance(61)
+        await client.get("/metrics")  # refreshes both collectors
+    assert b'hw_test_a_value{device="dev0"} 2.0' in plain

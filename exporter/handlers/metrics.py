@@ -12,7 +12,7 @@ from prometheus_client.metrics_core import Metric
 
 from exporter.cache import CacheEntry, MetricCache
 from exporter.freshness import build_info_family, freshness_families
-from exporter.keys import CACHE, CLOCK, FRAMEWORK_RENDERS, RESPONSE_CACHE, SETTINGS
+from exporter.keys import BODY_CRCS, CACHE, CLOCK, FRAMEWORK_RENDERS, RESPONSE_CACHE, SETTINGS
 from exporter.render import Format, encode, negotiate, render_body, render_filtered
 from exporter.response_cache import GENERATION, VALID_UNTIL, ResponseCache
 from exporter.settings import Settings
@@ -108,7 +108,10 @@ async def metrics(request: web.Request) -> web.Response:
         body = render_filtered(entries, framework, fmt, frozenset(name_filter))
         body = gzip.compress(body, compresslevel=6) if compress else body
     else:
-        body = render_body(entries, framework_bytes(request, entries, fmt, now), fmt, compress)
+        crcs = app[BODY_CRCS]
+        body = render_body(
+            entries, framework_bytes(request, entries, fmt, now), fmt, compress, crcs
+        )
     headers = {"Content-Type": fmt.content_type}
     if compress:
         headers["Content-Encoding"] = "gzip"
