@@ -22,7 +22,7 @@ run: $(VENV)/.installed
 	$(BIN)/hwcache-exporter $(ARGS)
 
 debian-deps:
-	scripts/debian-packages.sh prometheus chromium
+	scripts/debian-packages.sh prometheus chromium openssl systemd
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
