@@ -12,73 +12,57 @@ from exporter.cache import CacheEntry, Result, State
 
 CACHE_NOTE = "Hardware metrics are served from a per-collector cache refreshed once per interval."
 
+# Gauges per collector: name suffix and HELP text.
+_GAUGES = {
+    "success": "1 if the collector's last refresh succeeded (or found nothing to collect), else 0.",
+    "stale": "1 if the served data is older than the collector's interval or its last refresh "
+    "failed.",
+    "duration_seconds": "Duration of the collector's last refresh.",
+    "last_success_timestamp_seconds": "Unix time of the collector's last successful refresh.",
+    "cache_age_seconds": f"Age of the collector's cached data at render time. {CACHE_NOTE}",
+    "next_refresh_timestamp_seconds": "Unix time after which the next scrape refreshes the "
+    "collector.",
+    "interval_seconds": "Configured refresh interval of the collector.",
+    "cached_samples": "Number of samples in the collector's cached data.",
+}
+
+
+def _gauge_values(entry: CacheEntry, now: float) -> dict[str, float | None]:
+    """This entry's value for each gauge; ``None`` where there is nothing to say yet."""
+    ok = entry.state in (State.OK, State.NOT_APPLICABLE)
+    collected = entry.collected_at
+    return {
+        "success": None if entry.state is State.PENDING else float(ok),
+        "stale": None
+        if collected is None
+        else float(entry.expired(now) or entry.state is State.ERROR),
+        "duration_seconds": entry.duration,
+        "last_success_timestamp_seconds": collected,
+        "cache_age_seconds": None if collected is None else max(0.0, now - collected),
+        "next_refresh_timestamp_seconds": entry.expires_at,
+        "interval_seconds": entry.interval,
+        "cached_samples": float(entry.series),
+    }
+
 
 def freshness_families(entries: list[CacheEntry], now: float) -> list[Metric]:
     """Build the ``hwcache_collector_*`` families for ``entries`` at time ``now``."""
-    success = GaugeMetricFamily(
-        "hwcache_collector_success",
-        "1 if the collector's last refresh succeeded (or found nothing to collect), else 0.",
-        labels=["collector"],
-    )
-    stale = GaugeMetricFamily(
-        "hwcache_collector_stale",
-        "1 if the served data is older than the collector's interval or its last refresh failed.",
-        labels=["collector"],
-    )
-    duration = GaugeMetricFamily(
-        "hwcache_collector_duration_seconds",
-        "Duration of the collector's last refresh.",
-        labels=["collector"],
-    )
-    last_success = GaugeMetricFamily(
-        "hwcache_collector_last_success_timestamp_seconds",
-        "Unix time of the collector's last successful refresh.",
-        labels=["collector"],
-    )
-    age = GaugeMetricFamily(
-        "hwcache_collector_cache_age_seconds",
-        f"Age of the collector's cached data at render time. {CACHE_NOTE}",
-        labels=["collector"],
-    )
-    next_refresh = GaugeMetricFamily(
-        "hwcache_collector_next_refresh_timestamp_seconds",
-        "Unix time after which the next scrape refreshes the collector.",
-        labels=["collector"],
-    )
-    interval = GaugeMetricFamily(
-        "hwcache_collector_interval_seconds",
-        "Configured refresh interval of the collector.",
-        labels=["collector"],
-    )
-    series = GaugeMetricFamily(
-        "hwcache_collector_cached_samples",
-        "Number of samples in the collector's cached data.",
-        labels=["collector"],
-    )
+    gauges = {
+        suffix: GaugeMetricFamily(f"hwcache_collector_{suffix}", doc, labels=["collector"])
+        for suffix, doc in _GAUGES.items()
+    }
     refreshes = CounterMetricFamily(
         "hwcache_collector_refreshes",
         "Refreshes of the collector by result.",
         labels=["collector", "result"],
     )
     for entry in entries:
-        name = [entry.name]
-        if entry.state is not State.PENDING:
-            ok = entry.state in (State.OK, State.NOT_APPLICABLE)
-            success.add_metric(name, 1.0 if ok else 0.0)
-        if entry.has_data:
-            expired = entry.expired(now) or entry.state is State.ERROR
-            stale.add_metric(name, 1.0 if expired else 0.0)
-        if entry.duration is not None:
-            duration.add_metric(name, entry.duration)
-        if entry.collected_at is not None:
-            last_success.add_metric(name, entry.collected_at)
-            age.add_metric(name, max(0.0, now - entry.collected_at))
-        next_refresh.add_metric(name, entry.expires_at)
-        interval.add_metric(name, entry.interval)
-        series.add_metric(name, float(entry.series))
+        for suffix, value in _gauge_values(entry, now).items():
+            if value is not None:
+                gauges[suffix].add_metric([entry.name], value)
         for result in Result:
             refreshes.add_metric([entry.name, result.value], float(entry.refreshes[result.value]))
-    return [success, stale, duration, last_success, age, next_refresh, interval, series, refreshes]
+    return [*gauges.values(), refreshes]
 
 
 def build_info_family() -> Metric:
