@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -57,15 +59,60 @@ class Collector(ABC):
 
 
 class BlockingCollector(Collector):
-    """A collector whose work is blocking I/O; it runs in a worker thread."""
+    """A collector whose work is blocking I/O; it runs in a thread of its own.
+
+    Not the shared executor: a read that hangs in the kernel (a wedged sysfs attribute)
+    cannot be interrupted, so its thread must neither starve other work nor be started
+    again while it is still stuck, and must not keep the process alive at shutdown.
+    """
+
+    _worker: threading.Thread | None = None
 
     async def collect(self) -> Sequence[Metric]:
-        """Run ``collect_blocking`` in a worker thread."""
-        return await asyncio.to_thread(self.collect_blocking)
+        """Run ``collect_blocking`` in a daemon thread and await its result."""
+        if self._worker is not None and self._worker.is_alive():
+            raise CollectorError(
+                "the previous collection is still blocked (a hung read?); not starting another"
+            )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Sequence[Metric]] = loop.create_future()
+
+        def work() -> None:
+            try:
+                result = self.collect_blocking()
+            except BaseException as exc:
+                _resolve(loop, future, None, exc)
+            else:
+                _resolve(loop, future, result, None)
+
+        self._worker = threading.Thread(target=work, name=f"collect-{type(self).__name__}")
+        self._worker.daemon = True
+        self._worker.start()
+        return await future
 
     @abstractmethod
     def collect_blocking(self) -> Sequence[Metric]:
         """Collect synchronously (called in a worker thread)."""
+
+
+def _resolve(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Sequence[Metric]],
+    result: Sequence[Metric] | None,
+    error: BaseException | None,
+) -> None:
+    """Hand a worker thread's outcome to the loop (unless it gave up or is gone)."""
+
+    def settle() -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or ())
+
+    with contextlib.suppress(RuntimeError):  # the loop closed while the thread was stuck
+        loop.call_soon_threadsafe(settle)
 
 
 def read_text(path: Path) -> str | None:

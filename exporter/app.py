@@ -28,6 +28,7 @@ from exporter.keys import (
     RUNNER,
     SETTINGS,
 )
+from exporter.render import prerender
 from exporter.response_cache import ResponseCache
 from exporter.runner import CommandRunner
 from exporter.settings import Settings
@@ -91,6 +92,7 @@ def create_app(
     app[BODY_CRCS] = LRUCache(maxsize=64)
     app[WEB_SECURITY] = security
     app.add_routes(routes(settings.telemetry_path))
+    cache.prerender = prerender
     if settings.cache_dir is not None:
         # Registered first: restores before the warm-up, flushes after cache.close().
         app.cleanup_ctx.append(snapshot.persistence(cache, settings))

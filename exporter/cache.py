@@ -58,6 +58,8 @@ class CacheEntry:
     series: int = 0
     refreshes: Counter[str] = field(default_factory=Counter)
     last_forced_at: float | None = None
+    invalidations: int = 0
+    refresh_again: bool = False
     inflight: asyncio.Task[None] | None = None
     rendered: LRUCache[str, bytes] = field(default_factory=lambda: LRUCache(maxsize=16))
 
@@ -67,8 +69,9 @@ class CacheEntry:
         return self.collected_at is not None
 
     def expired(self, now: float) -> bool:
-        """Whether the entry is due for a refresh."""
-        return now >= self.expires_at
+        """Whether the entry is due for a refresh (also when the clock went back past it)."""
+        attempted = self.last_attempt_at
+        return now >= self.expires_at or (attempted is not None and now < attempted)
 
     def status(self, now: float) -> str:
         """One word for operators: refreshing, ok, stale, error, pending, not_applicable."""
@@ -94,6 +97,9 @@ class MetricCache:
         self.generation = 0
         self.collections_started = 0
         self._listeners: list[Callable[[CacheEntry], None]] = []
+        # Encodes new families off the event loop; raises if they cannot be exposed (set by
+        # the app). Returns pre-rendered bodies by content type to seed the entry's renders.
+        self.prerender: Callable[[Sequence[Metric]], dict[str, bytes]] | None = None
         self._closed = False
 
     def on_change(self, listener: Callable[[CacheEntry], None]) -> None:
@@ -141,12 +147,14 @@ class MetricCache:
     async def _run(self, entry: CacheEntry) -> None:
         started = time.perf_counter()
         entry.last_attempt_at = self.clock()
+        invalidations = entry.invalidations
+        renders: dict[str, bytes] = {}
         try:
             async with asyncio.timeout(entry.timeout):
                 families = tuple(await entry.collector.collect())
-            bad = [f for f in families if not isinstance(f, Metric)]
-            if bad:
-                raise TypeError(f"collect() returned {type(bad[0]).__name__}, not a metric family")
+                self._check_families(families)
+                if self.prerender is not None:
+                    renders = await asyncio.to_thread(self.prerender, families)
         except NotApplicable as exc:
             self._finish(entry, started, Result.NOT_APPLICABLE, str(exc) or "not applicable")
         except TimeoutError:
@@ -158,7 +166,39 @@ class MetricCache:
         except Exception as exc:
             self._finish(entry, started, Result.ERROR, f"{type(exc).__name__}: {exc}")
         else:
-            self._finish(entry, started, Result.SUCCESS, None, families)
+            # Checked here, with no await before the commit, so concurrent refreshes can't race.
+            clash = self._clash(entry, families)
+            if clash:
+                self._finish(entry, started, Result.ERROR, clash)
+            else:
+                self._finish(entry, started, Result.SUCCESS, None, families)
+                entry.rendered.update(renders)
+        if entry.invalidations != invalidations:
+            # Invalidated while this refresh read the hardware: its data predates the request.
+            entry.expires_at = self.clock()
+            if entry.refresh_again and not self._closed:
+                entry.refresh_again = False
+                self.refresh(entry.name)
+
+    @staticmethod
+    def _check_families(families: tuple[Metric, ...]) -> None:
+        """Reject non-families and a name returned twice, which would break the exposition."""
+        names: set[str] = set()
+        for family in families:
+            if not isinstance(family, Metric):
+                raise TypeError(f"collect() returned {type(family).__name__}, not a family")
+            if family.name in names:
+                raise ValueError(f"collect() returned family {family.name} twice")
+            names.add(family.name)
+
+    def _clash(self, entry: CacheEntry, families: tuple[Metric, ...]) -> str | None:
+        """An error message if another collector already serves one of these family names."""
+        names = {family.name for family in families}
+        for other in self.entries.values():
+            clash = names.intersection(f.name for f in other.families) if other is not entry else ()
+            if clash:
+                return f"family {min(clash)} is already served by collector {other.name}"
+        return None
 
     def _finish(
         self,
@@ -190,23 +230,32 @@ class MetricCache:
         self._bump(entry)
 
     def invalidate(self, names: Iterable[str], refresh_now: bool, forced: bool = True) -> None:
-        """Expire entries (keeping their data as stale); optionally refresh them now."""
+        """Expire entries (keeping their data as stale); optionally refresh them now.
+
+        A refresh already in flight started before the request, so its data does not count:
+        the entry stays expired and ``refresh_now`` collects again once it is done.
+        """
         now = self.clock()
         for name in names:
             entry = self.entries[name]
             entry.expires_at = now
+            entry.invalidations += 1
             if forced:
                 entry.last_forced_at = now
             self._bump(entry)
             if refresh_now and not self._closed:
-                self.refresh(name)
+                if entry.inflight is None:
+                    self.refresh(name)
+                else:
+                    entry.refresh_again = True
 
     def forced_refresh_wait(self, name: str, min_interval: float) -> float:
         """Seconds until ``name`` may be force-refreshed again (0 when allowed now)."""
         last = self.entries[name].last_forced_at
         if last is None:
             return 0.0
-        return max(0.0, last + min_interval - self.clock())
+        # Capped: a wall clock stepped back must not lock invalidation out for longer.
+        return min(min_interval, max(0.0, last + min_interval - self.clock()))
 
     async def warm_up(self) -> None:
         """Collect every collector once, in parallel; return when all finished or timed out."""

@@ -63,9 +63,7 @@ def render_entry(entry: CacheEntry, fmt: Format, deflated: bool = False) -> byte
     key = f"{fmt.content_type}|deflate" if deflated else fmt.content_type
     body = entry.rendered.get(key)
     if body is None:
-        body = encode(entry.families, fmt)
-        if deflated:
-            body = deflate_chunk(body)
+        body = deflate_chunk(render_entry(entry, fmt)) if deflated else encode(entry.families, fmt)
         entry.rendered[key] = body
     return body
 
@@ -117,3 +115,25 @@ def render_filtered(
     families = [f for e in entries for f in e.families]
     body = encode(restrict([*families, *framework], names), fmt)
     return body + _EOF if fmt.openmetrics else body
+
+
+# What Prometheus 2.x sends by default; pre-rendering its answer keeps scrapes cheap.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+def prerender(families: Sequence[Metric]) -> dict[str, bytes]:
+    """Encode new families for plain text and Prometheus' OpenMetrics (raises if invalid).
+
+    Runs in a worker thread after each refresh, so a family that cannot be exposed fails its
+    refresh instead of every scrape, and big renders stay off the event loop.
+    """
+    renders = {}
+    for accept in ("", PROMETHEUS_ACCEPT):
+        fmt = negotiate(accept)
+        body = encode(families, fmt)
+        renders[fmt.content_type] = body
+        renders[f"{fmt.content_type}|deflate"] = deflate_chunk(body)
+    return renders

@@ -35,6 +35,7 @@ class CachedResponse:
     valid_until: float
     size: int
     headers: dict[str, str]
+    stored_at: float
 
 
 def replay_headers(response: web.Response) -> dict[str, str]:
@@ -115,7 +116,7 @@ class ResponseCache:
         """Return a still-valid cached response, or ``None``."""
         self._drop_old_generations()
         cached = self.store.get(key)
-        if cached is not None and self.clock() >= cached.valid_until:
+        if cached is not None and not cached.stored_at <= self.clock() < cached.valid_until:
             del self.store[key]
             self.expired += 1
             cached = None
@@ -144,6 +145,7 @@ class ResponseCache:
             valid_until,
             size,
             replay_headers(response),
+            now,
         )
         while len(self.store) > self.max_entries:
             self.store.popitem()

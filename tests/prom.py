@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from collectors.registry import load_all
-from tests.support import FAKES, free_port
+from tests.support import FAKES, answers, free_port, read_log, running
 
 # What Prometheus sends when it must use the classic text format (scrape_protocols).
 TEXT_ACCEPT = "text/plain;version=0.0.4"
@@ -146,7 +146,7 @@ class Prometheus:
 
     def logs(self) -> str:
         """Prometheus' own log output so far."""
-        return self.log.read_text(errors="replace")
+        return read_log(self.log)
 
 
 @contextlib.contextmanager
@@ -168,34 +168,11 @@ def run_prometheus(
         f"--web.listen-address=127.0.0.1:{port}",
         "--log.level=warn",
     ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
-    server = Prometheus(proc, port, log)
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while not _is_ready(server.base + "/-/ready"):
-            if proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited {proc.returncode}:\n{server.logs()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus not ready after {ready_timeout}s:\n{server.logs()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _is_ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
+    ready = f"http://127.0.0.1:{port}/-/ready"
+    with running(
+        argv, log, lambda: answers(ready), ready_timeout, "prometheus", cwd=tmp_path
+    ) as proc:
+        yield Prometheus(proc, port, log)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,6 +22,8 @@ SYSFS = SHARED_FIXTURES / "node_exporter" / "sys"
 PROCFS = SHARED_FIXTURES / "node_exporter" / "proc"
 SMARTCTL = SHARED_FIXTURES / "smartctl"
 NVIDIA_SMI = SHARED_FIXTURES / "nvidia-smi"
+# The fixture roots, with only the collectors the test names enabled after it.
+FIXTURE_ARGS = (f"--path.procfs={PROCFS}", f"--path.sysfs={SYSFS}", "--collector.disable-defaults")
 
 
 def free_port() -> int:
@@ -57,7 +59,60 @@ class Exporter:
 
     def logs(self) -> str:
         """Everything the exporter wrote to stderr/stdout so far."""
-        return self.log.read_text(errors="replace")
+        return read_log(self.log)
+
+
+def answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether a GET of ``url`` answers 200 (any connection or HTTP error: False)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a subprocess: SIGTERM, then SIGKILL after 15 s; always reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def running(
+    argv: Sequence[str],
+    log: Path,
+    ready: Callable[[], bool],
+    ready_timeout: float,
+    name: str,
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``argv`` logging to ``log``, wait until ``ready()``; always stop it."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited {proc.returncode}:\n{read_log(log)}")
+            if ready():
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready after {ready_timeout}s:\n{read_log(log)}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        stop(proc)
+
+
+def read_log(log: Path) -> str:
+    """A subprocess log file as text."""
+    return log.read_text(errors="replace")
 
 
 @contextlib.contextmanager
@@ -73,28 +128,8 @@ def run_exporter(
     log = tmp_path / f"exporter-{port}.log"
     full_env = {**os.environ, "PATH": fake_path(), **(env or {})}
     argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}", *args]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=REPO)
-    exporter = Exporter(proc, port, log)
-    try:
-        deadline = time.monotonic() + ready_timeout
-        path = "/-/ready" if wait_ready else "/-/healthy"
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"exporter exited {proc.returncode}:\n{exporter.logs()}")
-            with contextlib.suppress(OSError):
-                status, _ = exporter.get(path)
-                if status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"exporter not ready after {ready_timeout}s:\n{exporter.logs()}")
-            time.sleep(0.1)
-        yield exporter
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    url = f"http://127.0.0.1:{port}" + ("/-/ready" if wait_ready else "/-/healthy")
+    with running(
+        argv, log, lambda: answers(url, timeout=30), ready_timeout, "exporter", full_env
+    ) as proc:
+        yield Exporter(proc, port, log)

@@ -24,7 +24,7 @@ from exporter.auth import REALM, WEB_SECURITY, WebSecurity
 from exporter.settings import Settings
 from exporter.webconfig import load_web_config
 from tests.doubles import make_cache
-from tests.support import REPO, fake_path, free_port, run_exporter
+from tests.support import fake_path, free_port, read_log, run_exporter, running
 from tests.test_webconfig import PKI, hash_password, make_pki
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
@@ -195,19 +195,8 @@ def tls_exporter(config: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Pope
         f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={config}",
     ]  # fmt: skip
     env = {**os.environ, "PATH": fake_path()}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    try:
-        wait_for(lambda: proc.poll() is not None or "listening on" in log.read_text(), 60)
-        assert proc.poll() is None, log.read_text()
+    with running(argv, log, lambda: "listening on" in read_log(log), 60, "exporter", env) as proc:
         yield proc, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def client_context(pki: PKI, cert: str | None = None) -> ssl.SSLContext:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import CollectorContext, NotApplicable
 from collectors.dmi import DmiCollector
 from collectors.registry import load_all
+from tests.exposition import exposition
 from tests.support import SYSFS, run_exporter
 
 DMI = SYSFS / "class" / "dmi" / "id"
@@ -33,16 +31,6 @@ EXPECTED = {
 SENSITIVE = ("product_serial", "product_uuid", "board_serial", "chassis_serial")
 
 
-class Families:
-    """A prometheus_client collector serving fixed families."""
-
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> Sequence[Metric]:
-        return self.families
-
-
 def fixture_text(name: str) -> str:
     return (DMI / name).read_text(errors="replace").strip()
 
@@ -50,7 +38,7 @@ def fixture_text(name: str) -> str:
 def collect(sysfs: Path = SYSFS, **options: str) -> tuple[dict[str, str], str]:
     """The single hw_dmi_info sample's labels and the rendered exposition text."""
     families = DmiCollector(CollectorContext(sysfs=sysfs, options=options)).collect_blocking()
-    text = generate_latest(Families(families)).decode()
+    text = exposition(families).decode()
     parsed = {f.name: f for f in text_string_to_metric_families(text)}
     assert parsed["hw_dmi_info"].type == "gauge"
     [sample] = parsed["hw_dmi_info"].samples

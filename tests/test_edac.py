@@ -2,48 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.edac import EdacCollector
 from collectors.registry import load_all
+from tests.exposition import exposition, key, samples, scrape
 from tests.support import SYSFS, run_exporter
 
 MC = SYSFS / "devices" / "system" / "edac" / "mc"
 
 
-class Families:
-    """A prometheus_client collector serving fixed families."""
-
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> Sequence[Metric]:
-        return self.families
-
-
 def render(sysfs: Path) -> str:
     families = EdacCollector(CollectorContext(sysfs=sysfs)).collect_blocking()
-    return generate_latest(Families(families)).decode()
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """(sample name, labels) -> value of the parsed exposition."""
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
-    return name, frozenset(labels.items())
+    return exposition(families).decode()
 
 
 def number(path: Path) -> float:
@@ -123,9 +98,7 @@ def test_registration() -> None:
 def test_exporter_serves_uncorrectable_counter(tmp_path: Path) -> None:
     args = ["--collector.disable-defaults", "--collector.edac", f"--path.sysfs={SYSFS}"]
     with run_exporter(args, tmp_path) as exporter:
-        status, body = exporter.get("/metrics")
-    assert status == 200
-    got = samples(body.decode())
+        got = scrape(exporter)
     for mc in MC.glob("mc[0-9]*"):
         sample = key("hw_edac_uncorrectable_errors_total", controller=mc.name[2:])
         assert got[sample] == number(mc / "ue_count")

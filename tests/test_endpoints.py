@@ -17,17 +17,9 @@ from exporter.cache import MetricCache
 from exporter.clock import FakeClock
 from exporter.settings import Settings
 from tests.doubles import CountingCollector, make_cache
+from tests.exposition import value
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
-
-
-def sample(body: str, name: str, **labels: str) -> float | None:
-    """Value of one sample in a text exposition body."""
-    for family in text_string_to_metric_families(body):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return None
 
 
 async def start(
@@ -46,14 +38,14 @@ async def test_metrics_serves_cached_families_and_freshness(aiohttp_client: Clie
         resp = await client.get("/metrics")
         assert resp.status == 200
     body = await resp.text()
-    assert sample(body, "hw_test_a_value", device="dev0") == 1.0
-    assert sample(body, "hwcache_collector_success", collector="a") == 1.0
-    assert sample(body, "hwcache_collector_refreshes_total", collector="a", result="success") == 1
-    assert sample(body, "hwcache_collector_interval_seconds", collector="b") == 60.0
+    assert value(body, "hw_test_a_value", device="dev0") == 1.0
+    assert value(body, "hwcache_collector_success", collector="a") == 1.0
+    assert value(body, "hwcache_collector_refreshes_total", collector="a", result="success") == 1
+    assert value(body, "hwcache_collector_interval_seconds", collector="b") == 60.0
     assert collectors["a"].calls == 1 and collectors["b"].calls == 1
     clock.advance(5)
     body = await (await client.get("/metrics?collect[]=a&x=1")).text()
-    assert sample(body, "hwcache_collector_cache_age_seconds", collector="a") == 5.0
+    assert value(body, "hwcache_collector_cache_age_seconds", collector="a") == 5.0
 
 
 async def test_collect_and_exclude_filters(aiohttp_client: ClientFactory) -> None:
@@ -102,14 +94,14 @@ async def test_hanging_refresh_serves_stale_within_scrape_deadline(
     elapsed = time.monotonic() - started
     body = await resp.text()
     assert resp.status == 200 and elapsed < 1.0
-    assert sample(body, "hw_test_a_value", device="dev0") == 1.0  # stale data
-    assert sample(body, "hwcache_collector_cache_age_seconds", collector="a") == 100.0
-    assert sample(body, "hwcache_collector_stale", collector="a") == 1.0
-    assert sample(body, "hw_test_b_value", device="dev0") == 2.0  # b refreshed meanwhile
+    assert value(body, "hw_test_a_value", device="dev0") == 1.0  # stale data
+    assert value(body, "hwcache_collector_cache_age_seconds", collector="a") == 100.0
+    assert value(body, "hwcache_collector_stale", collector="a") == 1.0
+    assert value(body, "hw_test_b_value", device="dev0") == 2.0  # b refreshed meanwhile
     collectors["a"].gate.set()
     await asyncio.sleep(0.05)
     body = await (await client.get("/metrics")).text()
-    assert sample(body, "hw_test_a_value", device="dev0") == 2.0
+    assert value(body, "hw_test_a_value", device="dev0") == 2.0
     assert collectors["a"].calls == 2
 
 
@@ -118,11 +110,11 @@ async def test_failing_collector_leaves_others_untouched(aiohttp_client: ClientF
     clock.advance(100)
     collectors["b"].fail = "smartctl exploded"
     body = await (await client.get("/metrics")).text()
-    assert sample(body, "hwcache_collector_success", collector="b") == 0.0
-    assert sample(body, "hw_test_b_value", device="dev0") == 1.0  # last good data
+    assert value(body, "hwcache_collector_success", collector="b") == 0.0
+    assert value(body, "hw_test_b_value", device="dev0") == 1.0  # last good data
     for name in ("a", "c"):
-        assert sample(body, "hwcache_collector_success", collector=name) == 1.0
-        assert sample(body, f"hw_test_{name}_value", device="dev0") == 2.0
+        assert value(body, "hwcache_collector_success", collector=name) == 1.0
+        assert value(body, f"hw_test_{name}_value", device="dev0") == 2.0
     stats = await (await client.get("/cache/stats")).json()
     assert stats["collectors"]["b"]["last_error"] == "RuntimeError: smartctl exploded"
     assert stats["collectors"]["b"]["status"] == "error"
@@ -139,8 +131,8 @@ async def test_never_succeeded_collector_exports_only_freshness(
     await cache.warm_up()
     body = await (await client.get("/metrics")).text()
     assert "hw_test_a_value" not in body
-    assert sample(body, "hwcache_collector_success", collector="a") == 0.0
-    assert sample(body, "hwcache_collector_last_success_timestamp_seconds", collector="a") is None
+    assert value(body, "hwcache_collector_success", collector="a") == 0.0
+    assert value(body, "hwcache_collector_last_success_timestamp_seconds", collector="a") is None
 
 
 async def test_stats_json_shape(aiohttp_client: ClientFactory) -> None:

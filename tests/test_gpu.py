@@ -5,21 +5,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-from collections.abc import Sequence
 from pathlib import Path
 
-import psutil
 import pytest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.gpu import GpuCollector
 from collectors.registry import load_all
 from exporter.main import drop_missing_tools
 from exporter.runner import CommandRunner
-from tests.support import FAKES, NVIDIA_SMI, Exporter, fake_path, run_exporter
+from tests.exposition import Samples, key, samples, scrape
+from tests.processes import assert_gone
+from tests.support import FAKES, NVIDIA_SMI, fake_path, run_exporter
 
 CAPTURES = sorted(p.stem for p in NVIDIA_SMI.glob("*.txt"))
 MIB, MHZ = 1024 * 1024, 1e6
@@ -41,12 +38,6 @@ EXPECTED = {
     "clocks.current.memory": ("hw_gpu_clock_memory_hertz", MHZ),
     "pcie.link.width.current": ("hw_gpu_pcie_link_width", 1.0),
 }
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def samples(families: Sequence[Metric]) -> Samples:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
 
 
 def capture_rows(stem: str, phase: str) -> list[dict[str, str]]:
@@ -85,23 +76,23 @@ def check_against_capture(
     """Assert exported values equal the capture; return (values checked, absent checked)."""
     checked = absent = 0
     for row in capture_rows(stem, phase):
-        labels = (("gpu", row["index"]), ("uuid", row["uuid"]))
+        labels = {"gpu": row["index"], "uuid": row["uuid"]}
         info = {
-            **dict(labels),
+            **labels,
             "name": row["name"],
             "driver_version": row["driver_version"],
             "pci_bus_id": row["pci.bus_id"],
         }
-        assert got[("hw_gpu_info", tuple(sorted(info.items())))] == 1.0
+        assert got[key("hw_gpu_info", **info)] == 1.0
         for field, (metric, scale) in EXPECTED.items():
             if field in skip:
                 continue
             value = number(row[field])
             if value is None:
-                assert (metric, labels) not in got, f"{field}={row[field]!r} must be absent"
+                assert key(metric, **labels) not in got, f"{field}={row[field]!r} must be absent"
                 absent += 1
             else:
-                assert got[(metric, labels)] == pytest.approx(value * scale), field
+                assert got[key(metric, **labels)] == pytest.approx(value * scale), field
                 checked += 1
     return checked, absent
 
@@ -174,21 +165,6 @@ async def test_no_gpu_is_not_applicable() -> None:
         await collect(FAKE_NVIDIA_SMI_MODE="nodevices")
 
 
-def assert_gone(pidfile: Path) -> None:
-    """The hung fake and its sleeping child are dead (zombies are already dead)."""
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pids = [int(p) for p in pidfile.read_text().split()]
-    assert len(pids) == 2
-    while time.monotonic() < deadline:
-        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
-        if not alive:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"orphan processes survived: {alive}")
-
-
 async def test_hang_times_out_and_kills_the_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "pids"
     with pytest.raises(CollectorError, match="timed out"):
@@ -206,22 +182,12 @@ async def test_missing_tool_is_not_applicable_and_skipped(tmp_path: Path) -> Non
         drop_missing_tools(["gpu"], {"gpu"}, registry, empty)
 
 
-def scrape(exporter: Exporter) -> Samples:
-    status, body = exporter.get("/metrics")
-    assert status == 200
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in text_string_to_metric_families(body.decode())
-        for s in f.samples
-    }
-
-
 def test_end_to_end_through_the_exporter(tmp_path: Path) -> None:
     stem = next(s for s in CAPTURES if "l40s" in s)
     env = {"FAKE_NVIDIA_SMI_CAPTURE": stem, "FAKE_NVIDIA_SMI_PHASE": "load"}
     with run_exporter(["--collector.disable-defaults", "--collector.gpu"], tmp_path, env) as exp:
         got = scrape(exp)
-    assert got[("hwcache_collector_success", (("collector", "gpu"),))] == 1.0
+    assert got[key("hwcache_collector_success", collector="gpu")] == 1.0
     checked, _ = check_against_capture(got, stem, "load")
     assert checked >= 10
 
@@ -234,4 +200,4 @@ def test_end_to_end_hang_reports_timeout_and_leaves_no_orphans(tmp_path: Path) -
         stats = json.loads(exp.get("/cache/stats")[1])["collectors"]["gpu"]
         assert stats["state"] == "error" and "timed out" in stats["last_error"], stats
         assert_gone(pidfile)
-        assert scrape(exp)[("hwcache_collector_success", (("collector", "gpu"),))] == 0.0
+        assert scrape(exp)[key("hwcache_collector_success", collector="gpu")] == 0.0

@@ -3,48 +3,23 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.hwmon import HwmonCollector
 from collectors.registry import load_all
+from tests.exposition import Samples, exposition, key, samples, scrape
 from tests.support import SYSFS, run_exporter
 
 CLASS = SYSFS / "class" / "hwmon"
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-class Families:
-    """A prometheus_client collector serving fixed families."""
-
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> Sequence[Metric]:
-        return self.families
 
 
 def render(sysfs: Path = SYSFS, options: dict[str, str] | None = None) -> str:
     collector = HwmonCollector(CollectorContext(sysfs=sysfs, options=options or {}))
-    return generate_latest(Families(collector.collect_blocking())).decode()
-
-
-def samples(text: str) -> Samples:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
-    return name, frozenset(labels.items())
+    return exposition(collector.collect_blocking()).decode()
 
 
 def chips_in(got: Samples) -> set[str]:
@@ -254,9 +229,7 @@ def test_registration_and_overlap_with_sensors() -> None:
 def test_exporter_honours_path_and_chip_exclude(tmp_path: Path) -> None:
     args = ["--collector.disable-defaults", "--collector.hwmon", f"--path.sysfs={SYSFS}"]
     with run_exporter([*args, "--collector.hwmon.chip-exclude=coretemp"], tmp_path) as exporter:
-        status, body = exporter.get("/metrics")
-    assert status == 200
-    got = samples(body.decode())
+        got = scrape(exporter)
     chips = {c for c in chips_in(got) if c}
     assert "platform_coretemp_0" not in chips and "nct6779" in chips
     directory = fixture_dir("hwmon8")

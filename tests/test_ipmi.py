@@ -6,13 +6,9 @@ import json
 import os
 import re
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-import psutil
 import pytest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.ipmi import IpmiCollector
@@ -20,6 +16,8 @@ from collectors.ipmi_parse import parse_sdr_elist
 from collectors.registry import load_all
 from exporter.main import drop_missing_tools
 from exporter.runner import CommandRunner
+from tests.exposition import Samples, key, samples, scrape
+from tests.processes import assert_gone
 from tests.support import REPO, fake_path, run_exporter
 
 FIXTURES = REPO / "tests" / "fixtures" / "ipmitool"
@@ -40,13 +38,6 @@ DISCRETE_STATE = {
     "Predictive Failure": 1,
     "Non-Redundant: Sufficient from Redundant": 1,
 }
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def samples(families: Sequence[Metric]) -> Samples:
-    """Every sample keyed by name and sorted labels."""
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
 
 
 def runner(**env: str) -> CommandRunner:
@@ -88,7 +79,7 @@ def expected_sdr() -> tuple[Samples, dict[str, int], set[str]]:
         if re.fullmatch(r"-?\d+(\.\d+)?", number):
             kind = UNIT_METRICS.get(unit)
             if kind:
-                expected[(kind, (("sensor", sensor),))] = float(number)
+                expected[key(kind, sensor=sensor)] = float(number)
             state = THRESHOLD_STATE[status]
         else:
             state = max((DISCRETE_STATE[s] for s in reading.split(", ") if s), default=0)
@@ -121,8 +112,8 @@ async def test_sdr_sensors_dcmi_and_sel_equal_the_fixtures() -> None:
     got = await collect()
     expected, states, unread = expected_sdr()
     assert len(expected) >= 10 and len(states) >= 20
-    for key, value in expected.items():
-        assert got[key] == pytest.approx(value), key
+    for sample, value in expected.items():
+        assert got[sample] == pytest.approx(value), sample
     for sensor, state in states.items():
         assert state_of(got, sensor) == state, sensor
     assert {"Temp", "Temp (2)"} <= {dict(lab)["sensor"] for _, lab in got if lab}
@@ -130,15 +121,15 @@ async def test_sdr_sensors_dcmi_and_sel_equal_the_fixtures() -> None:
         assert not [k for k in got if ("sensor", sensor) in k[1]], sensor
     assert state_of(got, "PS2 Status") == 2 and state_of(got, "FAN2") == 2
     dcmi = dcmi_fixture()
-    assert got[("hw_ipmi_dcmi_power_consumption_watts", ())] == dcmi["Instantaneous power reading"]
+    assert got[key("hw_ipmi_dcmi_power_consumption_watts")] == dcmi["Instantaneous power reading"]
     assert (
-        got[("hw_ipmi_dcmi_power_consumption_average_watts", ())]
+        got[key("hw_ipmi_dcmi_power_consumption_average_watts")]
         == dcmi["Average power reading over sample period"]
     )
     sel = sel_fixture()
-    assert got[("hw_ipmi_sel_entries", ())] == int(sel["Entries"])
-    assert got[("hw_ipmi_sel_free_bytes", ())] == int(sel["Free Space"].split()[0])
-    assert got[("hw_ipmi_sel_used_ratio", ())] == int(sel["Percent Used"].rstrip("%")) / 100
+    assert got[key("hw_ipmi_sel_entries")] == int(sel["Entries"])
+    assert got[key("hw_ipmi_sel_free_bytes")] == int(sel["Free Space"].split()[0])
+    assert got[key("hw_ipmi_sel_used_ratio")] == int(sel["Percent Used"].rstrip("%")) / 100
 
 
 async def test_sensor_source_equals_the_fixture() -> None:
@@ -153,7 +144,7 @@ async def test_sensor_source_equals_the_fixture() -> None:
             assert not [k for k in got if ("sensor", sensor) in k[1]], sensor
             continue
         if unit in UNIT_METRICS:
-            assert got[(UNIT_METRICS[unit], (("sensor", sensor),))] == float(value)
+            assert got[key(UNIT_METRICS[unit], sensor=sensor)] == float(value)
             checked += 1
         assert state_of(got, sensor) == THRESHOLD_STATE[status]
     assert checked >= 10
@@ -162,8 +153,8 @@ async def test_sensor_source_equals_the_fixture() -> None:
 async def test_unsupported_dcmi_is_not_an_error() -> None:
     got = await collect(FAKE_IPMITOOL_MODE="nodcmi")
     assert not [k for k in got if k[0].startswith("hw_ipmi_dcmi")]
-    assert got[("hw_ipmi_sel_entries", ())] == int(sel_fixture()["Entries"])
-    assert ("hw_ipmi_temperature_celsius", (("sensor", "CPU1 Temp"),)) in got
+    assert got[key("hw_ipmi_sel_entries")] == int(sel_fixture()["Entries"])
+    assert key("hw_ipmi_temperature_celsius", sensor="CPU1 Temp") in got
 
 
 async def test_deactivated_dcmi_measurement_exports_no_power() -> None:
@@ -175,7 +166,7 @@ async def test_deactivated_dcmi_measurement_exports_no_power() -> None:
 async def test_failing_sel_keeps_the_sensors(mode: str) -> None:
     got = await collect(FAKE_IPMITOOL_MODE=mode)
     assert not [k for k in got if k[0].startswith("hw_ipmi_sel")]
-    assert got[("hw_ipmi_dcmi_power_consumption_watts", ())] > 0
+    assert got[key("hw_ipmi_dcmi_power_consumption_watts")] > 0
     assert state_of(got, "PS2 Status") == 2
 
 
@@ -199,21 +190,6 @@ async def test_no_ipmi_device_is_not_applicable() -> None:
 async def test_failing_ipmitool_reports_its_error() -> None:
     with pytest.raises(CollectorError, match="exit status 1: Get Device ID command failed"):
         await collect(FAKE_IPMITOOL_MODE="exit1")
-
-
-def assert_gone(pidfile: Path) -> None:
-    """The hung fake and its sleeping child are dead (zombies are already dead)."""
-    deadline = time.monotonic() + 10
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pids = [int(p) for p in pidfile.read_text().split()]
-    assert len(pids) == 2
-    while time.monotonic() < deadline:
-        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
-        if not alive:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"orphan processes survived: {alive}")
 
 
 async def test_hang_times_out_and_kills_the_process_group(tmp_path: Path) -> None:
@@ -261,20 +237,14 @@ def test_parser_units_and_unknown_states() -> None:
 def test_end_to_end_through_the_exporter(tmp_path: Path) -> None:
     args = ["--collector.disable-defaults", "--collector.ipmi"]
     with run_exporter(args, tmp_path) as exporter:
-        status, body = exporter.get("/metrics")
+        got = scrape(exporter)
         stats = json.loads(exporter.get("/cache/stats")[1])
-    assert status == 200
     assert stats["collectors"]["ipmi"]["state"] == "ok", stats["collectors"]["ipmi"]
-    got = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in text_string_to_metric_families(body.decode())
-        for s in f.samples
-    }
     expected, states, _ = expected_sdr()
-    for key, value in expected.items():
-        assert got[key] == pytest.approx(value), key
+    for sample, value in expected.items():
+        assert got[sample] == pytest.approx(value), sample
     for sensor, state in states.items():
         assert state_of(got, sensor) == state, sensor
-    assert got[("hw_ipmi_sel_entries", ())] == int(sel_fixture()["Entries"])
+    assert got[key("hw_ipmi_sel_entries")] == int(sel_fixture()["Entries"])
     dcmi = dcmi_fixture()["Instantaneous power reading"]
-    assert got[("hw_ipmi_dcmi_power_consumption_watts", ())] == dcmi
+    assert got[key("hw_ipmi_dcmi_power_consumption_watts")] == dcmi

@@ -17,7 +17,7 @@ import aiohttp
 import psutil
 import pytest
 
-from tests.support import PROCFS, SYSFS, Exporter, run_exporter
+from tests.support import FIXTURE_ARGS, Exporter, run_exporter
 
 SCRAPES = 1000
 WARMUP_SCRAPES = 60
@@ -30,9 +30,7 @@ SETTLE_TIMEOUT = 15.0
 TIMING_OUT = ("synthetic", "smart", "ipmi")
 SMART_DEVICES = "HGST_HUS724020ALE640_28,SAMSUNG_MZVL21T0HCLR-00B00_24"
 ARGS = [
-    f"--path.procfs={PROCFS}",
-    f"--path.sysfs={SYSFS}",
-    "--collector.disable-defaults",
+    *FIXTURE_ARGS,
     "--collector.cpu",
     "--collector.memory",
     "--collector.synthetic",

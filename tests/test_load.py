@@ -15,7 +15,7 @@ import pytest
 
 from collectors.registry import load_all
 from exporter.cli import build_parser
-from tests.support import PROCFS, SYSFS, run_exporter
+from tests.support import FIXTURE_ARGS, run_exporter
 
 SCRAPERS = 500
 DEFAULT_MAX_REQUESTS: int = build_parser(load_all()).get_default("max_requests")
@@ -23,9 +23,7 @@ DEFAULT_MAX_REQUESTS: int = build_parser(load_all()).get_default("max_requests")
 # all scrapes in flight at once, which is what --web.max-requests bounds.
 REFRESH_DELAY = 2.0
 ARGS = [
-    f"--path.procfs={PROCFS}",
-    f"--path.sysfs={SYSFS}",
-    "--collector.disable-defaults",
+    *FIXTURE_ARGS,
     "--collector.cpu",
     "--collector.memory",
     "--collector.synthetic",
@@ -133,8 +131,7 @@ async def send_raw(port: int, payload: bytes) -> bytes:
 
 
 def test_malformed_requests_get_400_without_error_logs(tmp_path: Path) -> None:
-    args = [f"--path.procfs={PROCFS}", f"--path.sysfs={SYSFS}", "--collector.disable-defaults"]
-    with run_exporter([*args, "--collector.cpu"], tmp_path) as exporter:
+    with run_exporter([*FIXTURE_ARGS, "--collector.cpu"], tmp_path) as exporter:
 
         async def flood() -> list[bytes]:
             payloads = MALFORMED * 40

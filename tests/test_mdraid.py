@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.mdraid import MdraidCollector
 from collectors.registry import load_all
+from tests.exposition import Samples, exposition, key, samples, scrape
 from tests.support import PROCFS, SYSFS, run_exporter
 
 MDSTAT = (PROCFS / "mdstat").read_text()
 STATES = ("active", "inactive", "recovering", "resync", "check", "reshape")
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 # (device, expected state, text its mdstat stanza must contain): one array per state.
 CASES = [
     ("md3", "active", " active raid6 "),
@@ -35,31 +32,9 @@ CASES = [
 ]
 
 
-class Families:
-    """A prometheus_client collector serving fixed families."""
-
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> Sequence[Metric]:
-        return self.families
-
-
 def render(procfs: Path = PROCFS, sysfs: Path = SYSFS) -> str:
     collector = MdraidCollector(CollectorContext(procfs=procfs, sysfs=sysfs))
-    return generate_latest(Families(collector.collect_blocking())).decode()
-
-
-def samples(text: str) -> Samples:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
-    return name, frozenset(labels.items())
+    return exposition(collector.collect_blocking()).decode()
 
 
 def stanzas() -> dict[str, list[str]]:
@@ -255,9 +230,7 @@ def test_exporter_honours_procfs_path(tmp_path: Path) -> None:
     args = ["--collector.disable-defaults", "--collector.mdraid"]
     args += [f"--path.procfs={PROCFS}", f"--path.sysfs={SYSFS}"]
     with run_exporter(args, tmp_path) as exporter:
-        status, body = exporter.get("/metrics")
-    assert status == 200
-    got = samples(body.decode())
+        got = scrape(exporter)
     for device, lines in stanzas().items():
         status_match = re.search(r"\[(\d+)/(\d+)\]", lines[1])
         if status_match and not (SYSFS / "block" / device).exists():

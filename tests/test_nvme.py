@@ -13,16 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.nvme import NvmeCollector
 from collectors.registry import load_all
 from exporter.main import drop_missing_tools
 from exporter.runner import CommandRunner
+from tests.exposition import key, scrape, value
+from tests.processes import no_orphans_after
 from tests.support import REPO, SYSFS, fake_path, run_exporter
 
 NVME_FIXTURES = REPO / "tests" / "fixtures" / "nvme"
@@ -54,27 +54,9 @@ async def collect(
     return await NvmeCollector(ctx).collect()
 
 
-def value(families: Sequence[Metric], name: str, **labels: str) -> float | None:
-    """The sample ``name`` whose labels include ``labels``; None when absent."""
-    for family in families:
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                return float(sample.value)
-    return None
-
-
 def devices(families: Sequence[Metric], name: str) -> list[str]:
     """Device labels of every sample of ``name``."""
     return [s.labels["device"] for f in families for s in f.samples if s.name == name]
-
-
-def marker_processes(marker: str) -> list[psutil.Process]:
-    """Live processes whose command line carries ``marker``."""
-    return [
-        p
-        for p in psutil.process_iter(["cmdline", "status"])
-        if p.info["status"] != psutil.STATUS_ZOMBIE and marker in (p.info["cmdline"] or [])
-    ]
 
 
 @pytest.mark.parametrize("ctrl", ["nvme0", "nvme1"])
@@ -177,19 +159,9 @@ async def test_failed_list_falls_back_to_sysfs() -> None:
 async def test_hang_times_out_and_leaves_no_orphans() -> None:
     marker = f"hwcache-test-{uuid.uuid4()}"
     task = asyncio.create_task(collect(timeout=1.5, FAKE_NVME_MODE="hang", FAKE_HANG_MARKER=marker))
-    try:
-        for _ in range(60):
-            if marker_processes(marker):
-                break
-            await asyncio.sleep(0.05)
-        assert marker_processes(marker), "the fake's sleeping child never started"
+    async with no_orphans_after(marker):
         with pytest.raises(CollectorError, match="timed out"):
             await task
-        await asyncio.sleep(0.1)
-        assert marker_processes(marker) == []
-    finally:
-        for proc in marker_processes(marker):
-            proc.kill()
 
 
 async def test_missing_tool_is_not_applicable(tmp_path: Path) -> None:
@@ -212,16 +184,10 @@ def test_framework_skips_nvme_when_nvme_cli_is_absent(
 def test_end_to_end_through_the_exporter(tmp_path: Path) -> None:
     args = ["--collector.disable-defaults", "--collector.nvme", f"--path.sysfs={SYSFS}"]
     with run_exporter(args, tmp_path, env={"PATH": PATH}) as exporter:
-        status, body = exporter.get("/metrics")
-    assert status == 200
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(body.decode())
-        for s in family.samples
-    }
-    assert samples[("hwcache_collector_success", (("collector", "nvme"),))] == 1
+        got = scrape(exporter)
+    assert got[key("hwcache_collector_success", collector="nvme")] == 1
     for ctrl in ("nvme0", "nvme1"):
-        log, key = smart_log(ctrl), (("device", ctrl),)
-        assert samples[("hw_nvme_critical_warning", key)] == log["critical_warning"]
-        assert samples[("hw_nvme_percentage_used_ratio", key)] == log["percent_used"] / 100
-        assert samples[("hw_nvme_media_errors_total", key)] == log["media_errors"]
+        log = smart_log(ctrl)
+        assert got[key("hw_nvme_critical_warning", device=ctrl)] == log["critical_warning"]
+        assert got[key("hw_nvme_percentage_used_ratio", device=ctrl)] == log["percent_used"] / 100
+        assert got[key("hw_nvme_media_errors_total", device=ctrl)] == log["media_errors"]

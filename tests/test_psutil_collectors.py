@@ -22,19 +22,12 @@ from collectors.memory import MemoryCollector
 from collectors.network import NetworkCollector
 from collectors.sensors import SensorsCollector
 from collectors.system import SystemCollector, parse_os_release
+from tests.exposition import value
 from tests.support import PROCFS, SYSFS
 
 
 def collect(collector: Collector) -> list[Metric]:
     return list(asyncio.run(collector.collect()))
-
-
-def value(families: Sequence[Metric], name: str, **labels: str) -> float | None:
-    for family in families:
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return None
 
 
 def samples(families: Sequence[Metric], name: str) -> list[dict[str, str]]:

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from exporter.runner import (
@@ -19,6 +18,7 @@ from exporter.runner import (
     CommandRunner,
     CommandTimeout,
 )
+from tests.processes import marker_processes
 
 
 def script(tmp_path: Path, name: str, body: str) -> str:
@@ -29,13 +29,14 @@ def script(tmp_path: Path, name: str, body: str) -> str:
     return str(path)
 
 
-def processes_with_marker(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmdline = proc.info["cmdline"] or []
-        if any(marker in part for part in cmdline) and proc.info["status"] != "zombie":
-            found.append(proc)
-    return found
+def hang_script(tmp_path: Path, marker: str) -> str:
+    """A tool that starts a sleeping child carrying ``marker``, then sleeps itself."""
+    return script(
+        tmp_path,
+        "hang",
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', '{marker}'])\n"
+        "time.sleep(60)",
+    )
 
 
 async def test_returns_status_stdout_stderr(tmp_path: Path) -> None:
@@ -54,38 +55,28 @@ async def test_arguments_are_never_shell_interpreted(tmp_path: Path) -> None:
 
 async def test_hang_kills_whole_process_group(tmp_path: Path) -> None:
     marker = f"hang-marker-{os.getpid()}-{time.monotonic_ns()}"
-    tool = script(
-        tmp_path,
-        "hang",
-        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', '{marker}'])\n"
-        "time.sleep(60)",
-    )
+    tool = hang_script(tmp_path, marker)
     runner = CommandRunner()
     started = time.monotonic()
     with pytest.raises(CommandTimeout, match=r"timed out after 0\.5s"):
         await runner.run([tool, marker], timeout=0.5)
     assert time.monotonic() - started < 5
     await asyncio.sleep(0.2)
-    assert processes_with_marker(marker) == []
+    assert marker_processes(marker) == []
     assert runner.live_process_groups == frozenset()
 
 
 async def test_cancel_kills_whole_process_group(tmp_path: Path) -> None:
     marker = f"cancel-marker-{os.getpid()}-{time.monotonic_ns()}"
-    tool = script(
-        tmp_path,
-        "hang",
-        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)', '{marker}'])\n"
-        "time.sleep(60)",
-    )
+    tool = hang_script(tmp_path, marker)
     task = asyncio.create_task(CommandRunner().run([tool, marker], timeout=60))
     await asyncio.sleep(0.5)
-    assert processes_with_marker(marker)
+    assert marker_processes(marker)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.sleep(0.2)
-    assert processes_with_marker(marker) == []
+    assert marker_processes(marker) == []
 
 
 async def test_output_flood_is_bounded(tmp_path: Path) -> None:

@@ -17,9 +17,7 @@ from pathlib import Path
 import pytest
 
 from exporter import sdnotify
-from tests.support import PROCFS, REPO, SYSFS, fake_path, free_port, run_exporter
-
-FIXTURE_ARGS = [f"--path.procfs={PROCFS}", f"--path.sysfs={SYSFS}", "--collector.disable-defaults"]
+from tests.support import FIXTURE_ARGS, REPO, fake_path, free_port, run_exporter
 
 
 @pytest.fixture

@@ -13,16 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from prometheus_client.metrics_core import Metric
-from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.registry import load_all
 from collectors.smart import SmartCollector
 from exporter.main import drop_missing_tools
 from exporter.runner import CommandRunner
+from tests.exposition import key, scrape, value
+from tests.processes import no_orphans_after
 from tests.support import FAKES, SMARTCTL, fake_path, run_exporter
 
 FIXTURES = sorted(SMARTCTL.glob("*.json"))
@@ -52,15 +52,6 @@ async def collect(
     return await SmartCollector(ctx).collect()
 
 
-def value(families: Sequence[Metric], name: str, **labels: str) -> float | None:
-    """The sample ``name`` whose labels include ``labels``; None when absent."""
-    for family in families:
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                return float(sample.value)
-    return None
-
-
 def info(families: Sequence[Metric], device: str) -> dict[str, str]:
     """Labels of hw_smart_device_info for ``device``."""
     for family in families:
@@ -79,15 +70,6 @@ def scan_output(**env: str) -> list[dict[str, Any]]:
         check=True,
     )
     return list(json.loads(out.stdout)["devices"])
-
-
-def marker_processes(marker: str) -> list[psutil.Process]:
-    """Live processes whose command line carries ``marker``."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        if proc.info["status"] != psutil.STATUS_ZOMBIE and marker in (proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
 
 
 def expected_power_on(doc: dict[str, Any]) -> float:
@@ -289,43 +271,22 @@ async def test_workers_bound_parallel_runs(tmp_path: Path) -> None:
     assert len(events) == 8 and peak == 2
 
 
-async def wait_for(marker: str) -> None:
-    """Wait until the fake's sleeping child with ``marker`` runs (so the test can fail)."""
-    for _ in range(60):
-        if marker_processes(marker):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the fake's sleeping child never started")
-
-
 async def test_hang_times_out_and_leaves_no_orphans() -> None:
     marker = f"hwcache-test-{uuid.uuid4()}"
     env = {"FAKE_SMARTCTL_MODE": "hang", "FAKE_HANG_MARKER": marker}
     task = asyncio.create_task(collect({"devices": "sda,sdb"}, timeout=1.5, **env))
-    try:
-        await wait_for(marker)
+    async with no_orphans_after(marker):
         with pytest.raises(CollectorError, match="timed out"):
             await task
-        await asyncio.sleep(0.1)
-        assert marker_processes(marker) == []
-    finally:
-        for proc in marker_processes(marker):
-            proc.kill()
 
 
 async def test_cancelled_collection_kills_tool_process_groups() -> None:
     marker = f"hwcache-test-{uuid.uuid4()}"
     task = asyncio.create_task(collect(FAKE_SMARTCTL_MODE="hang", FAKE_HANG_MARKER=marker))
-    try:
-        await wait_for(marker)
+    async with no_orphans_after(marker):
         task.cancel()  # what the framework's collector timeout does
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0.1)
-        assert marker_processes(marker) == []
-    finally:
-        for proc in marker_processes(marker):
-            proc.kill()
 
 
 async def test_missing_tool_is_not_applicable(tmp_path: Path) -> None:
@@ -372,17 +333,12 @@ async def test_nvme_health_only_without_nvme_cli(tmp_path: Path) -> None:
 def test_end_to_end_through_the_exporter(tmp_path: Path) -> None:
     args = ["--collector.disable-defaults", "--collector.smart", "--collector.smart.workers=2"]
     with run_exporter(args, tmp_path, env={"PATH": PATH}) as exporter:
-        status, body = exporter.get("/metrics")
-    assert status == 200
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(body.decode())
-        for s in family.samples
-    }
-    assert samples[("hwcache_collector_success", (("collector", "smart"),))] == 1
+        got = scrape(exporter)
+    assert got[key("hwcache_collector_success", collector="smart")] == 1
     for entry in scan_output():
         dev, doc = entry["name"].removeprefix("/dev/"), load(entry["fixture"])
-        key = (("device", dev),)
-        assert samples[("hw_smart_status_passed", key)] == float(doc["smart_status"]["passed"])
-        assert samples[("hw_smart_exit_status", key)] == doc["smartctl"]["exit_status"]
-        assert samples[("hw_smart_power_on_seconds", key)] == expected_power_on(doc)
+        assert got[key("hw_smart_status_passed", device=dev)] == float(
+            doc["smart_status"]["passed"]
+        )
+        assert got[key("hw_smart_exit_status", device=dev)] == doc["smartctl"]["exit_status"]
+        assert got[key("hw_smart_power_on_seconds", device=dev)] == expected_power_on(doc)

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
-from prometheus_client.exposition import generate_latest
 
 from exporter import __version__
 from exporter.cache import MetricCache, State
@@ -37,22 +36,10 @@ from exporter.snapshot_codec import (
     restore,
 )
 from tests.doubles import make_cache
-from tests.support import PROCFS, SYSFS, Exporter, run_exporter
+from tests.exposition import exposition
+from tests.support import FIXTURE_ARGS, SYSFS, Exporter, run_exporter
 
 CONTEXT: dict[str, Any] = {"exporter_version": __version__, "boot_id": "b1", "sources": {}}
-
-
-class _Families:
-    def __init__(self, families: list[Any]) -> None:
-        self.families = families
-
-    def collect(self) -> list[Any]:
-        return self.families
-
-
-def exposition(families: Any) -> bytes:
-    """prometheus_client's text rendering: what a scrape of these families returns."""
-    return generate_latest(_Families(list(families)))
 
 
 def mixed_families() -> list[Any]:
@@ -319,8 +306,7 @@ def test_collector_options_are_recorded_per_entry() -> None:
 
 
 def fixture_args(cache_dir: Path, *collectors: str) -> list[str]:
-    args = [f"--path.procfs={PROCFS}", f"--path.sysfs={SYSFS}", "--collector.disable-defaults"]
-    return [*args, *(f"--collector.{c}" for c in collectors), f"--cache.dir={cache_dir}"]
+    return [*FIXTURE_ARGS, *(f"--collector.{c}" for c in collectors), f"--cache.dir={cache_dir}"]
 
 
 def cache_stats(exporter: Exporter) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pytest
 
 from collectors.registry import load_all
 from exporter.cli import build_parser
-from tests.support import PROCFS, REPO, SYSFS, fake_path, free_port
+from tests.support import FIXTURE_ARGS, REPO, fake_path, free_port
 
 SYSTEMD = REPO / "systemd"
 UNIT = SYSTEMD / "hwcache-exporter.service"
@@ -272,7 +272,7 @@ def test_exporter_runs_with_kernel_write_xor_execute(tmp_path: Path) -> None:
         "exporter",
         f"--web.listen-address=127.0.0.1:{port}",
     ]
-    argv += [f"--path.procfs={PROCFS}", f"--path.sysfs={SYSFS}", "--collector.disable-defaults"]
+    argv += FIXTURE_ARGS
     argv += ["--collector.cpu", "--collector.hwmon", "--collector.smart", "--collector.memory"]
     argv += [f"--cache.dir={tmp_path / 'state'}"]
     log = tmp_path / "exporter.log"

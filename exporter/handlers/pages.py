@@ -9,6 +9,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.cache import CacheEntry
+from exporter.durations import format_duration
 from exporter.keys import CACHE, CLOCK, READY, SETTINGS
 
 _STYLE = """
@@ -16,7 +17,7 @@ body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse}th,td{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}
 th{background:#f4f4f4}.ok{color:#17803d}.stale,.refreshing,.pending{color:#a15c00}
 .error{color:#fff;background:#c62828;font-weight:bold}.not_applicable{color:#777}
-td.err{color:#c62828;max-width:40em;overflow-wrap:anywhere}
+td.err{color:#c62828;max-width:40em;overflow-wrap:anywhere}td.t{white-space:nowrap}
 """
 
 
@@ -27,7 +28,13 @@ def _when(timestamp: float | None) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f}s" if value < 600 else f"{value / 3600:.2f}h"
+    if value is None:
+        return ""
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 600:
+        return f"{value:.1f} s"
+    return f"{value / 60:.0f} min" if value < 7200 else f"{value / 3600:.1f} h"
 
 
 def _row(entry: CacheEntry, now: float) -> str:
@@ -36,11 +43,11 @@ def _row(entry: CacheEntry, now: float) -> str:
     cells = [
         f'<td class="name">{html.escape(entry.name)}</td>',
         f'<td class="status {status}">{status}</td>',
-        f"<td>{_when(entry.collected_at)}</td>",
+        f'<td class="t">{_when(entry.collected_at)}</td>',
         f"<td>{_seconds(age)}</td>",
-        f"<td>{_when(entry.expires_at)}</td>",
+        f'<td class="t">{_when(entry.expires_at)}</td>',
         f"<td>{_seconds(entry.duration)}</td>",
-        f"<td>{_seconds(entry.interval)}</td>",
+        f"<td>{format_duration(entry.interval)}</td>",
         f'<td class="err">{html.escape(entry.last_error or "")}</td>',
     ]
     return f'<tr id="collector-{html.escape(entry.name)}">{"".join(cells)}</tr>'
