@@ -18,7 +18,7 @@ DATA_UNIT = 1000 * 512  # NVMe data units
 
 PRIVILEGE_HINT = (
     "smartctl needs root, or CAP_SYS_RAWIO (ATA/SCSI) and CAP_SYS_ADMIN (NVMe) "
-    "plus read-write access to the device node (usually the disk group)"
+    "plus read access to the device node (usually the disk group)"
 )
 _STANDBY = re.compile(r"device is in (.+?) mode", re.IGNORECASE)
 _DENIED = ("permission denied", "operation not permitted")
