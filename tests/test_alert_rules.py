@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
 import shutil
 from collections import defaultdict
@@ -14,7 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.prom import TEXT_ACCEPT, ScrapeJob, fakeable_collector_args, promtool, run_prometheus
-from tests.support import PROCFS, REPO, SYSFS, run_exporter
+from tests.support import FAKES, PROCFS, REPO, SMARTCTL, SYSFS, run_exporter
 
 ALERTS_DIR = REPO / "alerts"
 RULES = ALERTS_DIR / "hwcache.rules.yml"
@@ -24,8 +27,14 @@ METRIC = re.compile(r"\bhw(?:cache)?_[a-z0-9_]+\b")
 LABEL_REF = re.compile(r"\$labels\.([A-Za-z_][A-Za-z0-9_]*)")
 TARGET_LABELS = {"instance", "job"}
 NEVER_FIRES = "vector(1) == 0"
+# Top-level `or` (optionally `or on (...)`) between the sources a rule reads.
+OR = re.compile(r"\s+or(?:\s+on\s*\([^)]*\))?\s+")
+# smartctl fixtures of the host without nvme-cli: one NVMe copied as is, one worn out.
+NVME_HEALTHY = "SAMSUNG_MZVL21T0HCLR-00B00_24"
+NVME_WORN = "nvme-null-INTEL_SSDPE2KX010T8-nvme1"
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
+Scrape = tuple[str, Samples]
 AlertKey = tuple[str, frozenset[tuple[str, str]]]
 
 
@@ -80,13 +89,29 @@ def test_alert_conventions() -> None:
             assert "$labels.instance" in text, name
 
 
+def mutants(expr: str) -> list[str]:
+    """Never firing, a bare selector firing on every series, and each source on its own."""
+    first_metric = METRIC.search(expr)
+    assert first_metric is not None
+    sources = OR.split(expr)
+    return [NEVER_FIRES, first_metric.group(0), *(sources if len(sources) > 1 else [])]
+
+
+def test_mutants_cover_each_source() -> None:
+    """Rules reading several sources get one mutant per source (so dropping one is caught)."""
+    expr = ALERTS["HwNvmeCriticalWarning"]["expr"]
+    assert mutants(expr)[2:] == [
+        "(hw_nvme_critical_warning > 0)",
+        "(hw_smart_nvme_critical_warning > 0)",
+    ]
+    assert len(mutants(ALERTS["HwcacheCollectorRefreshErrors"]["expr"])) == 2
+
+
 @pytest.mark.parametrize("alert", sorted(ALERTS))
 def test_unit_tests_catch_broken_rule(alert: str, tmp_path: Path) -> None:
-    """Mutants of the rule (never firing / firing on every series) fail the unit tests."""
-    first_metric = METRIC.search(ALERTS[alert]["expr"])
-    assert first_metric is not None
-    for mutant in (NEVER_FIRES, first_metric.group(0)):
-        copy = tmp_path / mutant.replace(" ", "").replace("(", "").replace(")", "")
+    """Mutants of the rule (see ``mutants``) fail the unit tests."""
+    for index, mutant in enumerate(mutants(ALERTS[alert]["expr"])):
+        copy = tmp_path / f"mutant{index}"
         shutil.copytree(ALERTS_DIR, copy)
         doc = yaml.safe_load(RULES.read_text())
         for group in doc["groups"]:
@@ -100,13 +125,10 @@ def test_unit_tests_catch_broken_rule(alert: str, tmp_path: Path) -> None:
         assert f"alertname: {alert}," in result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module")
-def full_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Samples]]:
-    """A running exporter with every runnable collector, and its text exposition."""
-    flags, _ = fakeable_collector_args()
-    tmp_path = tmp_path_factory.mktemp("exporter")
-    args = [f"--path.sysfs={SYSFS}", f"--path.procfs={PROCFS}", *flags]
-    with run_exporter(args, tmp_path) as exporter:
+@contextlib.contextmanager
+def scraped(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[Scrape]:
+    """A running exporter's address and the samples of its text exposition."""
+    with run_exporter(args, tmp_path, env) as exporter:
         status, body = exporter.get("/metrics", {"Accept": TEXT_ACCEPT})
         assert status == 200
         samples: Samples = defaultdict(list)
@@ -116,16 +138,64 @@ def full_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         yield f"127.0.0.1:{exporter.port}", samples
 
 
-def test_rules_use_exported_metrics_and_labels(full_scrape: tuple[str, Samples]) -> None:
-    """Every metric a rule reads is exported, with every label its annotations print."""
-    _, samples = full_scrape
+@pytest.fixture(scope="module")
+def full_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrape]:
+    """A running exporter with every runnable collector, and its scrape."""
+    flags, _ = fakeable_collector_args()
+    args = [f"--path.sysfs={SYSFS}", f"--path.procfs={PROCFS}", *flags]
+    with scraped(args, tmp_path_factory.mktemp("exporter")) as scrape:
+        yield scrape
+
+
+def smartctl_only_env(tmp_path: Path) -> dict[str, str]:
+    """Environment of a host with smartctl (fake) but no nvme-cli, and a worn NVMe drive."""
+    bin_dir, fixtures = tmp_path / "bin", tmp_path / "fixtures" / "smartctl"
+    bin_dir.mkdir()
+    fixtures.mkdir(parents=True)
+    (bin_dir / "smartctl").symlink_to(FAKES / "smartctl")
+    shutil.copy(SMARTCTL / f"{NVME_HEALTHY}.json", fixtures)
+    doc = json.loads((SMARTCTL / f"{NVME_WORN}.json").read_text())
+    health = doc["nvme_smart_health_information_log"]
+    health["available_spare"] = health["available_spare_threshold"] // 2
+    health["critical_warning"] = 1  # bit 0: available spare below threshold
+    (fixtures / f"{NVME_WORN}.json").write_text(json.dumps(doc))
+    # The real PATH minus any directory holding an nvme binary (python3 must still resolve).
+    kept = [d for d in os.environ["PATH"].split(os.pathsep) if d and not Path(d, "nvme").exists()]
+    return {
+        "PATH": os.pathsep.join([str(bin_dir), *kept]),
+        "HWCACHE_FIXTURES": str(fixtures.parent),
+        "FAKE_SMARTCTL_DEVICES": f"{NVME_HEALTHY},{NVME_WORN}",
+    }
+
+
+@pytest.fixture(scope="module")
+def smartctl_only_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scrape]:
+    """The smart collector on a host without nvme-cli (default --collector.smart.nvme-health)."""
+    tmp_path = tmp_path_factory.mktemp("smartctl-only")
+    args = [f"--path.sysfs={SYSFS}", f"--path.procfs={PROCFS}", "--collector.disable-defaults"]
+    env = smartctl_only_env(tmp_path)
+    with scraped([*args, "--collector.smart"], tmp_path, env) as scrape:
+        yield scrape
+
+
+def test_rules_use_exported_metrics_and_labels(
+    full_scrape: Scrape, smartctl_only_scrape: Scrape
+) -> None:
+    """Every metric a rule reads is exported by one of the hosts, with the labels it prints."""
+    (_, full), (_, smart_only) = full_scrape, smartctl_only_scrape
+    # Each host exports the NVMe health log under one name: why the rules read both.
+    assert not any(name.startswith("hw_smart_nvme_") for name in full)
+    assert not any(name.startswith("hw_nvme_") for name in smart_only)
     for name, rule in ALERTS.items():
         metrics = set(METRIC.findall(rule["expr"]))
         labels = set(LABEL_REF.findall(" ".join(rule["annotations"].values()))) - TARGET_LABELS
         for metric in metrics:
-            assert samples.get(metric), f"{name}: {metric} is not exported"
-            for sample_labels, _ in samples[metric]:
+            samples = full.get(metric) or smart_only.get(metric)
+            assert samples, f"{name}: {metric} is not exported"
+            for sample_labels, _ in samples:
                 assert labels <= set(sample_labels), f"{name}: {metric} lacks {labels}"
+                if "nvme" in metric:  # `or on (instance, device)` needs one naming for both
+                    assert re.fullmatch(r"nvme\d+", sample_labels["device"]), sample_labels
 
 
 def expected_alerts(samples: Samples) -> set[AlertKey]:
@@ -148,13 +218,15 @@ def expected_alerts(samples: Samples) -> set[AlertKey]:
         lambda v, labels: v > 3 * value_of(interval, labels),
     )
     where("HwSmartDiskFailing", "hw_smart_status_passed", lambda v, _: v == 0)
-    where("HwNvmeCriticalWarning", "hw_nvme_critical_warning", lambda v, _: v > 0)
-    threshold = "hw_nvme_available_spare_threshold_ratio"
-    where(
-        "HwNvmeSpareLow",
-        "hw_nvme_available_spare_ratio",
-        lambda v, labels: v < value_of(threshold, labels),
-    )
+    # Either source flagging a controller raises one alert (the set merges equal keys).
+    for source in ("hw_nvme", "hw_smart_nvme"):
+        where("HwNvmeCriticalWarning", f"{source}_critical_warning", lambda v, _: v > 0)
+        threshold = f"{source}_available_spare_threshold_ratio"
+        where(
+            "HwNvmeSpareLow",
+            f"{source}_available_spare_ratio",
+            lambda v, labels, t=threshold: v < value_of(t, labels),
+        )
     where("HwEdacUncorrectableErrors", "hw_edac_uncorrectable_errors_total", lambda v, _: v > 0)
     where("HwMdraidDegraded", "hw_mdraid_degraded", lambda v, _: v > 0)
     where("HwIpmiSensorCritical", "hw_ipmi_sensor_state", lambda v, _: v == 2)
@@ -163,19 +235,27 @@ def expected_alerts(samples: Samples) -> set[AlertKey]:
 
 
 def test_real_prometheus_raises_the_alerts(
-    full_scrape: tuple[str, Samples], tmp_path: Path
+    full_scrape: Scrape, smartctl_only_scrape: Scrape, tmp_path: Path
 ) -> None:
-    """Prometheus loads the rules, scrapes the exporter and raises exactly the expected alerts."""
-    target, samples = full_scrape
-    expected = expected_alerts(samples)
-    assert expected, "the fixtures should trip at least one alert"
-    assert {alert for alert, _ in expected} <= set(ALERTS)
-    with run_prometheus([ScrapeJob("hwcache", target)], tmp_path, rule_files=[RULES]) as prom:
-        prom.wait_for('count_over_time(up{job="hwcache"}[1m])', lambda v: v >= 2, timeout=20)
+    """Prometheus scrapes both hosts and raises exactly the expected alerts for each."""
+    scrapes = {"hwcache": full_scrape, "hwcache-smartctl-only": smartctl_only_scrape}
+    expected = {
+        (alert, target, labels)
+        for target, samples in scrapes.values()
+        for alert, labels in expected_alerts(samples)
+    }
+    assert {alert for alert, _, _ in expected} <= set(ALERTS)
+    # The fixtures trip the NVMe alerts on both hosts, from nvme-cli and from smartctl.
+    for nvme_alert in ("HwNvmeCriticalWarning", "HwNvmeSpareLow"):
+        assert {t for a, t, _ in expected if a == nvme_alert} == {t for t, _ in scrapes.values()}
+    jobs = [ScrapeJob(job, target) for job, (target, _) in scrapes.items()]
+    with run_prometheus(jobs, tmp_path, rule_files=[RULES]) as prom:
+        prom.wait_for("count(count_over_time(up[1m]) >= 2)", lambda v: v == 2, timeout=20)
         prom.wait_for("count(ALERTS)", lambda v: v >= len(expected), timeout=10)
         active = prom.alerts()
     got = {
-        (a["labels"]["alertname"], frozenset(series_labels(a["labels"]).items())) for a in active
+        (a["labels"]["alertname"], a["labels"]["instance"], frozenset(series_labels(a).items()))
+        for a in active
     }
     assert got == expected
     for alert in active:
@@ -187,6 +267,7 @@ def test_real_prometheus_raises_the_alerts(
             assert "<no value>" not in text and "  " not in text, alert
 
 
-def series_labels(labels: dict[str, str]) -> dict[str, str]:
+def series_labels(alert: dict[str, Any]) -> dict[str, str]:
     """An alert's labels without those Prometheus and the rule add."""
-    return {k: v for k, v in labels.items() if k not in {"alertname", "severity", *TARGET_LABELS}}
+    skip = {"alertname", "severity", *TARGET_LABELS}
+    return {k: v for k, v in alert["labels"].items() if k not in skip}
