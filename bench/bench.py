@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from collectors.base import CollectorContext  # noqa: E402
 from collectors.synthetic import SyntheticCollector  # noqa: E402
 from exporter.render import encode, negotiate  # noqa: E402
-from tests.support import free_port  # noqa: E402
+from tests.support import answers, free_port, running  # noqa: E402
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -55,30 +55,13 @@ class Row:
 @contextmanager
 def server(argv: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server subprocess and wait until /metrics answers; always stop it."""
+    url = f"http://127.0.0.1:{port}/metrics"
     # Logs go to a file: an unread pipe fills up and blocks a chatty server (node_exporter).
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    err = log.read().decode(errors="replace")
-                    raise RuntimeError(f"{argv[:4]} did not start: {err}") from None
-                time.sleep(0.1)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running(argv, Path(tmp) / "server.log", lambda: answers(url, 5), 60, argv[0]) as proc,
+    ):
         yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def hwcache_argv(port: int, samples: int, response_cache: bool) -> list[str]:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Iterable
 from pathlib import Path
 
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.exposition import gzip_accepted
-from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
 
 from collectors.base import CollectorContext
 from collectors.synthetic import SyntheticCollector
+from exporter.render import Families
 
 
 def baseline_app(identity: bytes, gzipped: bytes, content_type: str) -> web.Application:
@@ -32,22 +31,12 @@ def baseline_app(identity: bytes, gzipped: bytes, content_type: str) -> web.Appl
     return app
 
 
-class _Fixed:
-    """A prometheus_client collector yielding pre-built families (no caching of the render)."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return self.families
-
-
 def client_app(samples: int) -> web.Application:
     """prometheus_client's own aiohttp handler rendering the same families on every request."""
     ctx = CollectorContext(options={"samples": str(samples), "delay": "0"})
     families = list(asyncio.run(SyntheticCollector(ctx).collect()))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Fixed(families))
+    registry.register(Families(families))  # rendered anew on every scrape
     app = web.Application()
     app.router.add_get("/metrics", make_aiohttp_handler(registry))
     return app

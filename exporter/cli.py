@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -246,9 +245,3 @@ def describe_defaults(registry: dict[str, CollectorSpec]) -> str:
             f"{spec.tool or '-'} | {spec.description} |"
         )
     return "\n".join(lines)
-
-
-def main_usage_error(message: str) -> None:
-    """Print a usage error and exit 2 like argparse does."""
-    print(f"hwcache-exporter: error: {message}", file=sys.stderr)
-    raise SystemExit(2)

@@ -16,7 +16,7 @@ from exporter.gzip_chunks import crc_and_size, deflate_chunk, gzip_join
 _EOF = b"# EOF\n"
 
 
-class _Families:
+class Families:
     """The ``collect()`` protocol prometheus_client's encoders expect, over a fixed list."""
 
     def __init__(self, families: Iterable[Metric]) -> None:
@@ -31,7 +31,7 @@ class Format:
     """A negotiated exposition format."""
 
     content_type: str
-    encoder: Callable[[_Families], bytes]
+    encoder: Callable[[Families], bytes]
 
     @property
     def openmetrics(self) -> bool:
@@ -52,7 +52,7 @@ def negotiate(accept: str) -> Format:
 
 def encode(families: Iterable[Metric], fmt: Format) -> bytes:
     """Encode families without the OpenMetrics ``# EOF`` terminator."""
-    body = fmt.encoder(_Families(families))
+    body = fmt.encoder(Families(families))
     if fmt.openmetrics and body.endswith(_EOF):
         return body[: -len(_EOF)]
     return body

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.render import Families
 from tests.support import Exporter
 
 Key = tuple[str, frozenset[tuple[str, str]]]
 Samples = dict[Key, float]
-
-
-class Families:
-    """A prometheus_client collector serving fixed families."""
-
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> Sequence[Metric]:
-        return self.families
 
 
 def exposition(families: Iterable[Metric]) -> bytes:

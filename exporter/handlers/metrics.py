@@ -14,7 +14,7 @@ from exporter.cache import CacheEntry, MetricCache
 from exporter.freshness import build_info_family, freshness_families
 from exporter.keys import BODY_CRCS, CACHE, CLOCK, FRAMEWORK_RENDERS, RESPONSE_CACHE, SETTINGS
 from exporter.render import Format, encode, negotiate, render_body, render_filtered
-from exporter.response_cache import GENERATION, VALID_UNTIL, ResponseCache
+from exporter.response_cache import GENERATION, VALID_UNTIL
 from exporter.settings import Settings
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
@@ -53,8 +53,11 @@ def scrape_wait(request: web.Request, settings: Settings) -> float:
     return max(0.0, wait)
 
 
-def response_cache_families(response_cache: ResponseCache) -> list[Metric]:
-    """``hwcache_response_cache_*`` families (only when the middleware is on)."""
+def response_cache_families(app: web.Application) -> list[Metric]:
+    """``hwcache_response_cache_*`` families (none when the response cache is off)."""
+    if not app[SETTINGS].response_cache:
+        return []
+    response_cache = app[RESPONSE_CACHE]
     families: list[Metric] = []
     for name, value, doc in (
         ("hits", response_cache.hits, "Scrapes answered from the response cache."),
@@ -84,9 +87,8 @@ def framework_bytes(
     if body is None:
         body = encode([*freshness_families(entries, now), build_info_family()], fmt)
         store[key] = body
-    if app[SETTINGS].response_cache:
-        body += encode(response_cache_families(app[RESPONSE_CACHE]), fmt)
-    return body
+    response_cache = response_cache_families(app)
+    return body + encode(response_cache, fmt) if response_cache else body
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -102,9 +104,11 @@ async def metrics(request: web.Request) -> web.Response:
     fmt = negotiate(request.headers.get("Accept", ""))
     compress = gzip_accepted(request.headers.get("Accept-Encoding", ""))
     if name_filter:
-        framework = [*freshness_families(entries, now), build_info_family()]
-        if settings.response_cache:
-            framework += response_cache_families(app[RESPONSE_CACHE])
+        framework = [
+            *freshness_families(entries, now),
+            build_info_family(),
+            *response_cache_families(app),
+        ]
         body = render_filtered(entries, framework, fmt, frozenset(name_filter))
         body = gzip.compress(body, compresslevel=6) if compress else body
     else:
