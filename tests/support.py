@@ -15,13 +15,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FAKES = REPO / "tests" / "fakes"
-SHARED_FIXTURES = Path(
-    os.environ.get("HWCACHE_FIXTURES", REPO.parent / "shared" / "fixtures")
-).resolve()
-SYSFS = SHARED_FIXTURES / "node_exporter" / "sys"
-PROCFS = SHARED_FIXTURES / "node_exporter" / "proc"
-SMARTCTL = SHARED_FIXTURES / "smartctl"
-NVIDIA_SMI = SHARED_FIXTURES / "nvidia-smi"
+FIXTURES = REPO / "tests" / "fixtures"
+SYSFS = FIXTURES / "sys"
+PROCFS = FIXTURES / "proc"
+SMARTCTL = FIXTURES / "smartctl"
+NVIDIA_SMI = FIXTURES / "nvidia-smi"
 # The fixture roots, with only the collectors the test names enabled after it.
 FIXTURE_ARGS = (f"--path.procfs={PROCFS}", f"--path.sysfs={SYSFS}", "--collector.disable-defaults")
 

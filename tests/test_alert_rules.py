@@ -163,7 +163,7 @@ def smartctl_only_env(tmp_path: Path) -> dict[str, str]:
     kept = [d for d in os.environ["PATH"].split(os.pathsep) if d and not Path(d, "nvme").exists()]
     return {
         "PATH": os.pathsep.join([str(bin_dir), *kept]),
-        "HWCACHE_FIXTURES": str(fixtures.parent),
+        "FAKE_SMARTCTL_FIXTURES": str(fixtures),
         "FAKE_SMARTCTL_DEVICES": f"{NVME_HEALTHY},{NVME_WORN}",
     }
 
