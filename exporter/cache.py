@@ -219,6 +219,8 @@ class MetricCache:
             entry.consecutive_failures = 0
             entry.expires_at = now + entry.interval
         elif result is Result.NOT_APPLICABLE:
+            if entry.state is not State.NOT_APPLICABLE:
+                log.info("collector %s not applicable here: %s", entry.name, error)
             entry.families, entry.series = (), 0
             entry.state, entry.last_error = State.NOT_APPLICABLE, error
             entry.expires_at = now + entry.interval

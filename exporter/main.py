@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -16,74 +17,100 @@ from exporter.auth import WebSecurity
 from exporter.cli import build_parser, enabled_collectors, explicit_collectors, settings_from_args
 from exporter.logs import setup_logging
 from exporter.runner import CommandRunner
-from exporter.serve import serve
+from exporter.serve import ListenError, listen_sockets, serve
+from exporter.settings import Settings
 from exporter.webconfig import WebConfigError
 
 log = logging.getLogger("hwcache_exporter")
 
 
-def split_listen_address(address: str) -> tuple[str | None, int]:
-    """``:9847``, ``127.0.0.1:9847`` or ``[::1]:9847`` into host and port."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SystemExit(f"--web.listen-address {address!r}: expected host:port, e.g. :9847")
-    host = host.strip("[]")
-    return (host or None), int(port)
+def missing_tools(
+    names: Sequence[str],
+    explicit: set[str],
+    registry: dict[str, CollectorSpec],
+    runner: CommandRunner,
+) -> list[tuple[str, str]]:
+    """Default collectors whose tool is absent, with the reason; fail for explicitly enabled ones."""
+    skipped = []
+    for name in names:
+        tool = registry[name].tool
+        if tool is None or runner.which(tool):
+            continue
+        if name in explicit:
+            raise SystemExit(
+                f"collector {name} was enabled with --collector.{name} but {tool!r} "
+                "is not installed (not found on PATH)"
+            )
+        skipped.append((name, f"{tool} is not installed"))
+    return skipped
+
+
+def log_skipped(skipped: Sequence[tuple[str, str]]) -> None:
+    """One info line per collector left out at startup."""
+    for name, reason in skipped:
+        log.info("collector %s skipped: %s", name, reason)
 
 
 def drop_missing_tools(
     names: list[str], explicit: set[str], registry: dict[str, CollectorSpec], runner: CommandRunner
 ) -> list[str]:
-    """Skip default collectors whose tool is absent; fail for explicitly enabled ones."""
-    kept = []
-    for name in names:
-        tool = registry[name].tool
-        if tool is None or runner.which(tool):
-            kept.append(name)
-        elif name in explicit:
-            raise SystemExit(
-                f"collector {name} was enabled with --collector.{name} but {tool!r} "
-                "is not installed (not found on PATH)"
-            )
-        else:
-            log.info("collector %s skipped: %s is not installed", name, tool)
-    return kept
+    """Skip (and log) default collectors whose tool is absent; fail for explicitly enabled ones."""
+    skipped = missing_tools(names, explicit, registry, runner)
+    log_skipped(skipped)
+    return [name for name in names if name not in dict(skipped)]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the exporter."""
+    """Run the exporter; a startup error is one log line (in --log.format) and exit status 1."""
     registry = load_all()
     args = build_parser(registry).parse_args(argv)
     setup_logging(args.log_level, args.log_format)
-    runner = CommandRunner()
+    try:
+        run(args, registry)
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        log.error("%s", exc.code)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def startup_settings(
+    args: argparse.Namespace, registry: dict[str, CollectorSpec], runner: CommandRunner
+) -> Settings:
+    """Settings from the flags; default collectors whose tool is missing go to ``skipped``."""
     names = enabled_collectors(args, registry)
-    names = drop_missing_tools(names, explicit_collectors(args, registry), registry, runner)
-    settings = settings_from_args(args, registry, names)
+    skipped = missing_tools(names, explicit_collectors(args, registry), registry, runner)
+    names = [name for name in names if name not in dict(skipped)]
+    return settings_from_args(args, registry, names, skipped)
+
+
+def run(args: argparse.Namespace, registry: dict[str, CollectorSpec]) -> None:
+    """Check everything, listen, then start the collectors and serve until stopped."""
+    runner = CommandRunner()
+    settings = startup_settings(args, registry, runner)
     psutil.PROCFS_PATH = str(settings.procfs)
-    host, port = split_listen_address(settings.listen_address)
     try:
         security = WebSecurity.from_file(settings.web_config_file)
     except WebConfigError as exc:
-        raise SystemExit(f"hwcache-exporter: --web.config.file: {exc}") from None
+        raise SystemExit(f"--web.config.file: {exc}") from None
+    # Listening before anything starts: a bind failure exits at once, with no tool running.
+    try:
+        sockets = listen_sockets(settings.listen_address)
+    except ListenError as exc:
+        raise SystemExit(str(exc)) from None
     app = create_app(settings, runner=runner, security=security)
+    log_skipped(settings.skipped)
     log.info(
         "starting hwcache-exporter %s on %s with collectors: %s",
         __version__,
         settings.listen_address,
-        ", ".join(names) or "(none)",
+        ", ".join(c.name for c in settings.collectors) or "(none)",
     )
-    try:
-        asyncio.run(
-            serve(
-                app,
-                host,
-                port,
-                on_reload=security.schedule_reload,
-                ssl_context=security.ssl_context,
-            )
-        )
-    except OSError as exc:
-        raise SystemExit(f"cannot listen on {settings.listen_address}: {exc}") from None
+    asyncio.run(
+        serve(app, sockets, on_reload=security.schedule_reload, ssl_context=security.ssl_context)
+    )
 
 
 if __name__ == "__main__":

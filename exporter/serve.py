@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -16,6 +19,19 @@ from exporter.limits import PARSER_LIMITS
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 10.0
+BACKLOG = 128
+_HINTS = {
+    errno.EACCES: "ports below 1024 need root or CAP_NET_BIND_SERVICE",
+    errno.EADDRNOTAVAIL: "no such address on this host",
+}
+
+
+# (host, port) or, for IPv6 from getaddrinfo, (host, port, flowinfo, scope_id).
+SockAddr = tuple[Any, ...]
+
+
+class ListenError(Exception):
+    """The listen address cannot be used; the message names it and the cause."""
 
 
 def host_port(address: object) -> str:
@@ -26,15 +42,96 @@ def host_port(address: object) -> str:
     return str(address)
 
 
+def split_listen_address(address: str) -> tuple[str | None, int]:
+    """``:9847``, ``127.0.0.1:9847`` or ``[::1]:9847`` into host and port."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ListenError(f"--web.listen-address={address}: expected host:port, e.g. :9847")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+def listen_sockets(address: str) -> list[socket.socket]:
+    """Bind and listen on ``address`` now, so a bad address fails before anything starts."""
+    host, port = split_listen_address(address)
+    if host is None:
+        return [_wildcard(address, port)]
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        cause = exc.strerror or str(exc)
+        raise ListenError(
+            f"cannot listen on {address}: cannot resolve {host}: {cause[:1].lower()}{cause[1:]}"
+        ) from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, sockaddr in dict.fromkeys((info[0], info[4]) for info in infos):
+            try:
+                sockets.append(_bind(family, sockaddr))
+            except OSError as exc:
+                raise _failure(address, sockaddr, exc) from None
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _wildcard(address: str, port: int) -> socket.socket:
+    """``:port``: one dual-stack IPv6 socket (IPv4 too), or IPv4 only on hosts without IPv6."""
+    if socket.has_dualstack_ipv6():
+        try:
+            return _bind(socket.AF_INET6, ("::", port), dual_stack=True)
+        except OSError as exc:
+            if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                raise _failure(address, ("::", port), exc) from None
+    try:
+        return _bind(socket.AF_INET, ("0.0.0.0", port))
+    except OSError as exc:
+        raise _failure(address, ("0.0.0.0", port), exc) from None
+
+
+def _bind(family: int, sockaddr: SockAddr, dual_stack: bool = False) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual_stack else 1)
+        sock.bind(sockaddr)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _failure(address: str, sockaddr: SockAddr, exc: OSError) -> ListenError:
+    """``cannot listen on :9847 ([::]:9847): address already in use``."""
+    where = host_port(sockaddr)
+    named = address if where == address else f"{address} ({where})"
+    cause = exc.strerror or str(exc)
+    hint = _HINTS.get(exc.errno or 0)
+    if hint and not (exc.errno == errno.EACCES and sockaddr[1] >= 1024):
+        cause += f"; {hint}"
+    return ListenError(f"cannot listen on {named}: {cause[:1].lower()}{cause[1:]}")
+
+
 async def serve(
     app: web.Application,
-    host: str | None,
-    port: int,
+    sockets: Sequence[socket.socket],
     on_reload: Callable[[], None] | None = None,
     ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    """Run ``app`` on host:port; SIGTERM/SIGINT stop it, SIGHUP calls ``on_reload``."""
-    # shutdown_timeout belongs on the runner (on TCPSite it is deprecated since aiohttp 3.9).
+    """Run ``app`` on listening ``sockets``; SIGTERM/SIGINT stop it, SIGHUP calls ``on_reload``."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Before the collectors start: a SIGTERM during startup then also shuts down gracefully.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if on_reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_reload)
+    # shutdown_timeout belongs on the runner (on a site it is deprecated since aiohttp 3.9).
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -42,23 +139,14 @@ async def serve(
         shutdown_timeout=SHUTDOWN_TIMEOUT,
         **PARSER_LIMITS,
     )
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    await site.start()
-    log.info(
-        "listening on %s (TLS %s)",
-        ", ".join(str(a) for a in runner.addresses),
-        "enabled" if ssl_context is not None else "disabled",
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if on_reload is not None:
-        loop.add_signal_handler(signal.SIGHUP, on_reload)
-    # Only now: listening, and SIGTERM is handled gracefully (Type=notify in the unit).
-    sdnotify.ready(f"listening on {', '.join(map(host_port, runner.addresses))}")
     try:
+        await runner.setup()
+        for sock in sockets:
+            await web.SockSite(runner, sock, ssl_context=ssl_context, backlog=BACKLOG).start()
+        addresses = ", ".join(map(host_port, runner.addresses))
+        log.info("listening on %s (TLS %s)", addresses, "enabled" if ssl_context else "disabled")
+        # Only now: serving, and SIGTERM is handled gracefully (Type=notify in the unit).
+        sdnotify.ready(f"listening on {addresses}")
         await stop.wait()
         sdnotify.stopping("shutting down: finishing in-flight scrapes")
         log.info("shutting down: finishing in-flight requests (at most %gs)", SHUTDOWN_TIMEOUT)

@@ -39,3 +39,5 @@ class Settings:
     web_config_file: Path | None = None
     tool_max_output: int = 16 * 1024 * 1024
     cache_dir: Path | None = None
+    # Default collectors left out at startup, with the reason (e.g. their tool is missing).
+    skipped: tuple[tuple[str, str], ...] = ()

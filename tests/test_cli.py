@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
+import re
 import subprocess
 import sys
 
@@ -12,8 +15,10 @@ from collectors.registry import CollectorSpec, load_all
 from exporter import __version__
 from exporter.cli import build_parser, describe_defaults, enabled_collectors, settings_from_args
 from exporter.durations import format_duration, parse_duration
-from exporter.main import drop_missing_tools, split_listen_address
+from exporter.flagparser import duration
+from exporter.main import drop_missing_tools
 from exporter.runner import CommandRunner
+from exporter.serve import ListenError, split_listen_address
 from tests.support import REPO
 
 REGISTRY = load_all()
@@ -87,7 +92,7 @@ def test_listen_address_forms() -> None:
     assert split_listen_address(":9847") == (None, 9847)
     assert split_listen_address("127.0.0.1:1") == ("127.0.0.1", 1)
     assert split_listen_address("[::1]:9847") == ("::1", 9847)
-    with pytest.raises(SystemExit, match="expected host:port"):
+    with pytest.raises(ListenError, match="expected host:port"):
         split_listen_address("localhost")
 
 
@@ -102,7 +107,11 @@ def test_unknown_flag_is_a_usage_error() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "exporter", "--collector.nope"], capture_output=True, text=True
     )
-    assert out.returncode == 2 and "unrecognized arguments: --collector.nope" in out.stderr
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        "hwcache-exporter: unknown flag --collector.nope (did you mean --collector.nvme?); "
+        "see --help"
+    ]
 
 
 def test_readme_collector_table_matches_registry() -> None:
@@ -120,3 +129,73 @@ def test_collector_contract(spec: CollectorSpec) -> None:
     assert f"--collector.{spec.name}.interval" in flags
     for option in spec.options:
         assert f"--collector.{spec.name}.{option.name}" in flags
+
+
+def help_entries(text: str) -> dict[str, str]:
+    """Each option line of ``--help`` (its invocation) mapped to its help text."""
+    entries: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("  -"):
+            current, _, rest = line.strip().partition("  ")
+            entries[current] = rest.strip()
+        elif current is not None and line.startswith(" " * 6) and line.strip():
+            entries[current] = f"{entries[current]} {line.strip()}".strip()
+        else:
+            current = None
+    return entries
+
+
+def test_help_describes_every_flag_once() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "exporter", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "100"},
+    ).stdout
+    assert out.startswith("usage: hwcache-exporter [flags]\n\n")
+    assert out.count("1h30m") == 1, "the duration format is explained once"
+    entries = help_entries(out)
+    shown = {option for invocation in entries for option in re.findall(r"-[-\w.]+", invocation)}
+    parser = build_parser(REGISTRY)
+    for action in parser._actions:
+        assert set(action.option_strings) <= shown, action.option_strings
+    for invocation, text in entries.items():
+        assert text, f"{invocation} has no description"
+        assert "default: None" not in text and "(default: )" not in text, invocation
+        assert text.count("(default:") <= 1, invocation
+    for action in parser._actions:
+        if isinstance(action, argparse.BooleanOptionalAction):
+            flag = action.option_strings[0]
+            assert f"{flag}, --no-{flag[2:]}" in entries, flag
+        if action.type is duration:
+            assert f"{action.option_strings[0]} DURATION" in entries, action.option_strings
+    assert "(default: 6h)" in entries["--collector.smart.interval DURATION"]
+    assert "(default: enabled)" in entries["--collector.smart, --no-collector.smart"]
+    assert "(default: disabled)" in entries["--collector.synthetic, --no-collector.synthetic"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--collector.smart.intervall=1h"], "did you mean --collector.smart.interval?"),
+        (["--web.listen-adress", ":1"], "unknown flag --web.listen-adress (did you mean"),
+        (["--web.listen=:1"], "unknown flag --web.listen (did you mean --web.listen-address?)"),
+        (["--collector.smart.int=1h"], "unknown flag --collector.smart.int"),
+        (["--zzz"], "unknown flag --zzz; see --help"),
+        (["extra"], "unexpected argument 'extra'"),
+        (["--log.level=loud"], "invalid choice: 'loud'"),
+        (["--web.max-requests"], "expected one argument"),
+        (["--collector.cpu.interval=soon"], "invalid duration 'soon'"),
+    ],
+)
+def test_usage_error_is_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser(REGISTRY).parse_args(argv)
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("hwcache-exporter: ") and line.endswith("; see --help"), line
+    assert message in line, line
