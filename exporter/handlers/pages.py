@@ -8,23 +8,55 @@ import time
 from aiohttp import web
 
 from exporter import __version__
-from exporter.cache import CacheEntry
+from exporter.cache import CacheEntry, State
 from exporter.durations import format_duration
 from exporter.keys import CACHE, CLOCK, READY, SETTINGS
 
+# Short cells never wrap; only the message column wraps, at any character if it must. When
+# the window is too narrow the table scrolls sideways inside its own region, with the
+# collector name and the message column held in view (sticky cells need opaque backgrounds).
 _STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse}th,td{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}
-th{background:#f4f4f4}.ok{color:#17803d}.stale,.refreshing,.pending{color:#a15c00}
-.error{color:#fff;background:#c62828;font-weight:bold}.not_applicable{color:#777}
-td.err{color:#c62828;max-width:40em;overflow-wrap:anywhere}td.t{white-space:nowrap}
+body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222}
+@media (max-width:60em){body{margin:1em}}
+h1{font-size:1.6em;margin:.2em 0 .5em}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:separate;border-spacing:0}
+th,td{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top;
+background:#fff}
+th{background:#f4f4f4;white-space:nowrap}
+.name,.status,.t{white-space:nowrap}td.num{text-align:right}
+.status{font-weight:600}.status span{padding:.05em .4em;border-radius:3px}
+.ok{color:#17803d}.stale,.refreshing,.pending{color:#8a4f00}
+.error span{color:#fff;background:#c62828}
+.not_applicable,.skipped{color:#5f6368;font-weight:normal}
+.msg{min-width:16em;max-width:40em;overflow-wrap:anywhere}
+.msg.err{color:#c62828}.msg.note{color:#5f6368}
+tr.inactive td.name{color:#5f6368}
+@media (max-width:72em){
+th:first-child,td.name{position:sticky;left:0;box-shadow:inset -1px 0 #ddd}
+th:last-child,td.msg{position:sticky;right:0;box-shadow:inset 1px 0 #ddd}}
 """
+
+_COLUMNS = (
+    "Collector",
+    "Status",
+    "Last success (UTC)",
+    "Age",
+    "Next refresh (UTC)",
+    "Duration",
+    "Interval",
+    "Note / last error",
+)
+# Classes of the value cells between status and message: last success, age, next refresh,
+# duration, interval (the amounts line up on the right).
+_VALUE_CLASSES = ("t", "t num", "t", "t num", "t num")
+_INACTIVE = {"not_applicable", "skipped"}
 
 
 def _when(timestamp: float | None) -> str:
     if timestamp is None or timestamp <= 0:
         return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp))
 
 
 def _seconds(value: float | None) -> str:
@@ -37,41 +69,55 @@ def _seconds(value: float | None) -> str:
     return f"{value / 60:.0f} min" if value < 7200 else f"{value / 3600:.1f} h"
 
 
-def _row(entry: CacheEntry, now: float) -> str:
-    status = entry.status(now)
-    age = None if entry.collected_at is None else now - entry.collected_at
+def _tr(name: str, status: str, values: tuple[str, ...], message: str, kind: str) -> str:
+    """One table row; ``kind`` is ``note`` (grey, informational) or ``err`` (red)."""
+    label = status.replace("_", " ")
     cells = [
-        f'<td class="name">{html.escape(entry.name)}</td>',
-        f'<td class="status {status}">{status}</td>',
-        f'<td class="t">{_when(entry.collected_at)}</td>',
-        f"<td>{_seconds(age)}</td>",
-        f'<td class="t">{_when(entry.expires_at)}</td>',
-        f"<td>{_seconds(entry.duration)}</td>",
-        f"<td>{format_duration(entry.interval)}</td>",
-        f'<td class="err">{html.escape(entry.last_error or "")}</td>',
+        f'<td class="name">{html.escape(name)}</td>',
+        f'<td class="status {status}"><span>{label}</span></td>',
+        *(f'<td class="{cls}">{v}</td>' for cls, v in zip(_VALUE_CLASSES, values, strict=True)),
+        f'<td class="msg {kind}">{html.escape(message)}</td>',
     ]
-    return f'<tr id="collector-{html.escape(entry.name)}">{"".join(cells)}</tr>'
+    inactive = ' class="inactive"' if status in _INACTIVE else ""
+    return f'<tr id="collector-{html.escape(name)}"{inactive}>{"".join(cells)}</tr>'
+
+
+def _row(entry: CacheEntry, now: float) -> str:
+    age = None if entry.collected_at is None else now - entry.collected_at
+    values = (
+        _when(entry.collected_at),
+        _seconds(age),
+        _when(entry.expires_at),
+        _seconds(entry.duration),
+        format_duration(entry.interval),
+    )
+    # "Not applicable here" (no such hardware) is a note, not a failure.
+    kind = "note" if entry.state is State.NOT_APPLICABLE else "err"
+    return _tr(entry.name, entry.status(now), values, entry.last_error or "", kind)
 
 
 async def landing(request: web.Request) -> web.Response:
     """Server-rendered page: link to /metrics and a live table of collectors."""
     app = request.app
-    cache, now = app[CACHE], app[CLOCK]()
-    path = html.escape(app[SETTINGS].telemetry_path)
-    rows = "\n".join(_row(entry, now) for entry in cache.entries.values())
+    cache, now, settings = app[CACHE], app[CLOCK](), app[SETTINGS]
+    path = html.escape(settings.telemetry_path)
+    rows = [_row(entry, now) for entry in cache.entries.values()]
+    rows += [_tr(name, "skipped", ("",) * 5, why, "note") for name, why in settings.skipped]
+    head = "".join(f'<th scope="col">{title}</th>' for title in _COLUMNS)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>hwcache-exporter</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="30"><style>{_STYLE}</style></head>
 <body><h1>hwcache-exporter {__version__}</h1>
 <p><a id="metrics-link" href="{path}">Metrics</a> ·
 <a href="/cache/stats">Cache stats (JSON)</a> ·
 <a href="/-/ready">Readiness</a></p>
-<table id="collectors"><thead><tr><th>Collector</th><th>Status</th><th>Last success</th>
-<th>Age</th><th>Next refresh</th><th>Duration</th><th>Interval</th><th>Last error</th></tr></thead>
+<div class="scroll" role="region" aria-label="Collectors" tabindex="0">
+<table id="collectors"><thead><tr>{head}</tr></thead>
 <tbody>
-{rows}
-</tbody></table>
-<p>Generation {cache.generation} · page rendered {_when(now)}</p>
+{chr(10).join(rows)}
+</tbody></table></div>
+<p>Generation {cache.generation} · page rendered {_when(now)} UTC</p>
 </body></html>
 """
     return web.Response(text=page, content_type="text/html")
