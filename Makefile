@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test lint typecheck unit debian-deps bench clean
+.PHONY: run test lint typecheck unit debian-deps bench dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || (scripts/debian-packages.sh python3-venv && $(PYTHON) -m venv $(VENV))
@@ -22,7 +22,7 @@ run: $(VENV)/.installed
 	$(BIN)/hwcache-exporter $(ARGS)
 
 debian-deps:
-	scripts/debian-packages.sh prometheus chromium openssl systemd
+	scripts/debian-packages.sh prometheus chromium openssl systemd systemd-container debootstrap
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -43,5 +43,8 @@ bench: $(VENV)/.installed-test
 	scripts/debian-packages.sh wrk prometheus-node-exporter
 	$(BIN)/python bench/bench.py
 
+dist: $(VENV)/.installed-test
+	$(BIN)/python -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info

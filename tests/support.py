@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -120,14 +121,30 @@ def run_exporter(
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
     ready_timeout: float = 60.0,
+    command: Sequence[str] = (sys.executable, "-m", "exporter"),
+    cwd: Path = REPO,
 ) -> Iterator[Exporter]:
     """Start the exporter on a free loopback port; always stop it (SIGTERM, then SIGKILL)."""
     port = free_port()
     log = tmp_path / f"exporter-{port}.log"
     full_env = {**os.environ, "PATH": fake_path(), **(env or {})}
-    argv = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{port}", *args]
+    argv = [*command, f"--web.listen-address=127.0.0.1:{port}", *args]
     url = f"http://127.0.0.1:{port}" + ("/-/ready" if wait_ready else "/-/healthy")
     with running(
-        argv, log, lambda: answers(url, timeout=30), ready_timeout, "exporter", full_env
+        argv, log, lambda: answers(url, timeout=30), ready_timeout, "exporter", full_env, cwd
     ) as proc:
         yield Exporter(proc, port, log)
+
+
+def readme_blocks(heading: str) -> list[str]:
+    """The ```sh blocks under a README.md heading (up to the next heading), in order."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    section, fenced = [], False
+    for line in lines[lines.index(heading) + 1 :]:
+        if line.startswith("#") and not fenced:
+            break
+        fenced ^= line.startswith("```")
+        section.append(line)
+    blocks = re.findall(r"^```sh\n(.*?)^```$", "\n".join(section), re.M | re.S)
+    assert blocks, f"no sh block under {heading!r} in README.md"
+    return blocks

@@ -1,0 +1,225 @@
+"""The README's install, run literally in a booted Debian 12 under a real systemd.
+
+A debootstrapped root (cached, copied per run) gets the unpacked sdist. The README's
+"Install" block runs in it with the host's network (``systemd-nspawn --pipe``); then the
+wheels are built outside with the "Install without network access" block, the container is
+booted with no network, and the offline and "Install as a systemd unit" blocks run inside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+
+from exporter import __version__
+from tests.conftest import Dist
+from tests.container import Container, booted, pristine_root
+from tests.support import readme_blocks
+
+UNIT = "hwcache-exporter"
+URL = "http://127.0.0.1:9847"
+WEB_CONFIG = "/etc/hwcache-exporter/web.yml"
+MAX_EXPOSURE = 2.5
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+WAIT_READY = f"""
+for i in $(seq 240); do
+    [ "$(curl -s -o /dev/null -w '%{{http_code}}' $AUTH {URL}/-/ready)" = 200 ] && exit 0
+    sleep 0.25
+done
+echo "not ready after 60s" >&2; exit 1
+"""
+
+
+def run_host(script: str, cwd: Path) -> str:
+    """A README block on the host, as a user would paste it."""
+    result = subprocess.run(
+        ["/bin/sh", "-ec", script], cwd=cwd, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, f"{script}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def host_network_settings() -> list[str]:
+    """nspawn options giving the root the host's TLS trust and proxy settings, as on a LAN."""
+    bundle = ssl.get_default_verify_paths().cafile or ssl.get_default_verify_paths().openssl_cafile
+    options = [f"--bind-ro={Path(bundle).resolve()}:{CA_BUNDLE}", f"--setenv=PIP_CERT={CA_BUNDLE}"]
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        if name in os.environ:
+            options.append(f"--setenv={name}={os.environ[name]}")
+    return options
+
+
+def run_in_root(root: Path, script: str, cwd: str) -> str:
+    """A README block in the (not booted) root with the host's network."""
+    argv = ["systemd-nspawn", "--quiet", "--keep-unit", "--register=no", "--pipe",
+            *host_network_settings(), "-D", str(root),
+            "--", "/bin/sh", "-ec", f"cd {cwd}\n{script}"]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{script}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def last_line(output: str) -> str:
+    """What a block's last command printed (pip prints progress before it)."""
+    return output.strip().splitlines()[-1] if output.strip() else ""
+
+
+def unpack(sdist: Path, into: Path) -> Path:
+    """The sdist unpacked as ``tar xzf`` would; returns its top directory."""
+    with tarfile.open(sdist) as archive:
+        top = archive.getnames()[0].split("/")[0]
+        archive.extractall(into, filter="data")
+    return into / top
+
+
+@pytest.fixture(scope="module")
+def container(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
+    """A booted Debian 12 with the exporter installed by the README's commands."""
+    if os.geteuid() != 0:
+        pytest.fail("the systemd install test boots a container: run `make test` as root")
+    work = tmp_path_factory.mktemp("systemd-boot")
+    root = work / "root"
+    subprocess.run(["cp", "-a", "--reflink=auto", str(pristine_root()), str(root)], check=True)
+    try:
+        src = unpack(dist.sdist, root / "root")
+        where = f"/root/{src.name}"
+        (online,) = readme_blocks("## Install")
+        assert last_line(run_in_root(root, online, where)) == f"hwcache-exporter {__version__}"
+        shutil.rmtree(root / "opt" / "hwcache-exporter")
+        build, offline = readme_blocks("### Install without network access")
+        host_src = unpack(dist.sdist, work / "host")
+        run_host(build, host_src)
+        shutil.copytree(host_src / "wheels", src / "wheels")
+        (systemd_block,) = readme_blocks("### Install as a systemd unit")
+        with booted(root, work / "console.log") as booted_container:
+            out = booted_container.sh(offline, cwd=where)
+            assert last_line(out.stdout) == f"hwcache-exporter {__version__}", out
+            out = booted_container.sh(systemd_block, cwd=where)
+            assert last_line(out.stdout) == "active", out
+            # Type=notify: the start returned only after READY, so the listener is up now.
+            booted_container.sh(f"curl -sf {URL}/-/healthy")
+            yield booted_container
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def show(container: Container, *props: str) -> dict[str, str]:
+    """``systemctl show`` properties of the unit."""
+    flags = " ".join(f"-p {p}" for p in props)
+    out = container.sh(f"systemctl show {UNIT} {flags}").stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def wait_ready(container: Container, auth: str = "") -> None:
+    """Poll /-/ready (bounded): the first collection is done."""
+    container.sh(f"AUTH='{auth}'\n{WAIT_READY}")
+
+
+def stats(container: Container) -> dict[str, Any]:
+    """GET /cache/stats from inside the container."""
+    data: dict[str, Any] = json.loads(container.sh(f"curl -sf {URL}/cache/stats").stdout)
+    return data
+
+
+def status_code(container: Container, path: str, user: str = "") -> str:
+    """The HTTP status of a GET, with optional ``user:password``."""
+    auth = f"-u '{user}'" if user else ""
+    return container.sh(f"curl -s -o /dev/null -w '%{{http_code}}' {auth} {URL}{path}").stdout
+
+
+def test_unit_is_active_notified_and_unprivileged(container: Container) -> None:
+    props = show(container, "ActiveState", "SubState", "Type", "StatusText", "MainPID", "User")
+    assert (props["ActiveState"], props["SubState"], props["Type"]) == (
+        "active",
+        "running",
+        "notify",
+    )
+    assert props["StatusText"].startswith(("listening on", "ready; collectors:")), props
+    owner = container.sh(f"stat -c %U /proc/{props['MainPID']}").stdout.strip()
+    assert owner == UNIT
+    assert "listening on" in container.journal(UNIT)
+
+
+def test_metrics_answer_inside_the_container(container: Container) -> None:
+    wait_ready(container)
+    body = container.sh(f"curl -sf {URL}/metrics").stdout
+    assert re.search(r'^hwcache_collector_success\{collector="cpu"\} 1\.0$', body, re.M), body
+    assert 'hwcache_build_info{python_version="3.11.' in body
+    assert f'version="{__version__}"' in body
+
+
+def test_running_unit_security_exposure(container: Container) -> None:
+    out = container.sh(f"systemd-analyze security --no-pager {UNIT}.service").stdout
+    found = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", out)
+    assert found, out
+    assert float(found.group(1)) <= MAX_EXPOSURE, out
+
+
+def write_web_config(container: Container, user: str, password: str) -> None:
+    """A web config with one bcrypt user, readable by the service user only."""
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    container.sh(
+        f"install -d -m 0750 -g {UNIT} /etc/hwcache-exporter\n"
+        f"printf 'basic_auth_users:\\n  {user}: %s\\n' '{hashed}' > {WEB_CONFIG}.new\n"
+        f"chgrp {UNIT} {WEB_CONFIG}.new && chmod 0640 {WEB_CONFIG}.new\n"
+        f"mv {WEB_CONFIG}.new {WEB_CONFIG}"
+    )
+
+
+def test_reload_applies_a_changed_web_config(container: Container) -> None:
+    write_web_config(container, "alice", "alice-pw")
+    container.sh(
+        f"sed -i 's|^ARGS=\"|ARGS=\"--web.config.file={WEB_CONFIG} |' /etc/default/{UNIT}\n"
+        f"systemctl restart {UNIT}"
+    )
+    try:
+        wait_ready(container, "-u alice:alice-pw")
+        assert status_code(container, "/metrics") == "401"
+        assert status_code(container, "/metrics", "alice:alice-pw") == "200"
+        write_web_config(container, "bob", "bob-pw")
+        container.sh(f"systemctl reload {UNIT}")
+        container.sh(
+            "for i in $(seq 80); do\n"
+            f"  [ \"$(curl -s -o /dev/null -w '%{{http_code}}' -u bob:bob-pw {URL}/metrics)\" = 200 ]"
+            " && exit 0\n  sleep 0.25\ndone\nexit 1"
+        )
+        assert status_code(container, "/metrics", "alice:alice-pw") == "401"
+        assert show(container, "ActiveState")["ActiveState"] == "active"
+    finally:
+        container.sh(
+            f"sed -i 's|--web.config.file={WEB_CONFIG} ||' /etc/default/{UNIT}\n"
+            f"systemctl restart {UNIT}"
+        )
+
+
+def test_restart_serves_the_snapshot_without_collecting(container: Container) -> None:
+    wait_ready(container)
+    before = stats(container)
+    fresh = {n: c for n, c in before["collectors"].items() if c["status"] == "ok"}
+    assert "cpu" in fresh, before
+    container.sh(f"systemctl restart {UNIT}")
+    wait_ready(container)
+    after = stats(container)
+    for name, entry in fresh.items():
+        restored = after["collectors"][name]
+        assert restored["collected_at"] == entry["collected_at"], (name, restored)
+        assert restored["refreshes"] == entry["refreshes"], (name, restored)
+    assert "restored cache snapshot" in container.journal(UNIT)
+
+
+def test_stop_ends_with_success(container: Container) -> None:
+    container.sh(f"systemctl stop {UNIT}")
+    props = show(container, "Result", "ExecMainStatus", "ActiveState")
+    assert props == {"Result": "success", "ExecMainStatus": "0", "ActiveState": "inactive"}
+    assert "stopped" in container.journal(UNIT)
