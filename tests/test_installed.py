@@ -17,14 +17,15 @@ from pathlib import Path
 from exporter import __version__
 from tests.conftest import Dist, Installed
 from tests.e2e import GOLDEN_ARGS, assert_golden
-from tests.support import REPO, run_exporter
+from tests.support import REPO, fake_path, run_exporter
 
 PACKAGES = ("exporter", "collectors")
 
 
 def clean_env() -> dict[str, str]:
     """The environment minus anything that could put the checkout on ``sys.path``."""
-    return {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME"}}
+    return {**env, "PATH": fake_path()}
 
 
 def tree_modules() -> set[str]:
@@ -68,7 +69,11 @@ def test_installed_package_runs_outside_the_checkout(installed: Installed, tmp_p
 
 def test_installed_script_end_to_end(installed: Installed, tmp_path: Path) -> None:
     with run_exporter(
-        GOLDEN_ARGS, tmp_path, env=clean_env(), command=[str(installed.script)], cwd=tmp_path
+        GOLDEN_ARGS,
+        tmp_path,
+        env={**clean_env(), "PYTHONPATH": ""},  # run_exporter starts from os.environ
+        command=[str(installed.script)],
+        cwd=tmp_path,
     ) as exporter:
         status, body = exporter.get("/metrics")
         assert status == 200
