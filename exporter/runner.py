@@ -11,10 +11,14 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
+# Once the tool exited, how long its pipes may stay open (held by a process that left the
+# tool's process group, e.g. a daemon it started with setsid) before the run ends anyway.
+EOF_GRACE = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,85 @@ class CommandPermissionDenied(CommandError):
     """The tool exists but may not be executed by this user."""
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Capture(asyncio.Protocol):
+    """One output pipe read into memory up to ``limit`` bytes; this side opens and closes it."""
+
+    def __init__(self, limit: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.overflow = False
+        self.done: asyncio.Future[None] = loop.create_future()  # EOF or overflow
+        self.lost: asyncio.Future[None] = loop.create_future()  # read end closed
+        self.transport: asyncio.BaseTransport | None = None
+
+    async def open(self) -> int:
+        """Create the pipe and start reading it; return the write end for the child."""
+        read_fd, write_fd = os.pipe()
+        pipe = os.fdopen(read_fd, "rb", buffering=0)
+        try:
+            await asyncio.get_running_loop().connect_read_pipe(lambda: self, pipe)
+        except BaseException:
+            pipe.close()
+            os.close(write_fd)
+            raise
+        return write_fd
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Remember the transport so the pipe can be closed from this side."""
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        """Keep the bytes, or stop reading for good once the bound is passed."""
+        if self.overflow:
+            return
+        self.size += len(data)
+        if self.size > self.limit:
+            self.overflow = True
+            self.chunks.clear()
+            self.close()
+            _resolve(self.done)
+        else:
+            self.chunks.append(data)
+
+    def eof_received(self) -> None:
+        """The last writer closed its end (the transport then closes ours)."""
+        _resolve(self.done)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Our read end is closed."""
+        _resolve(self.done)
+        _resolve(self.lost)
+
+    def close(self) -> None:
+        """Stop reading and close the read end (idempotent)."""
+        if self.transport is None:
+            _resolve(self.done)
+            _resolve(self.lost)
+        else:
+            self.transport.close()
+
+    @property
+    def data(self) -> bytes:
+        """Everything read so far."""
+        return b"".join(self.chunks)
+
+
 class CommandRunner:
-    """Runs tools in their own process group and kills the whole group on timeout or cancel."""
+    """Runs tools in their own process group and kills the whole group after every run.
+
+    The group is killed when the run ends, whatever the outcome (exit, timeout, output bound,
+    cancel), so a tool's background children never outlive it. A process that left the group
+    (setsid) escapes that kill: once the tool itself exited the run waits at most
+    ``EOF_GRACE`` for its pipes, then returns the tool's result and closes them; such
+    processes are reaped by the service manager (the systemd unit's ``KillMode``).
+    """
 
     def __init__(
         self,
@@ -75,12 +156,59 @@ class CommandRunner:
         if not argv:
             raise ValueError("empty argv")
         started = time.perf_counter()
+        out, err = _Capture(self.max_output), _Capture(self.max_output)
         try:
-            proc = await asyncio.create_subprocess_exec(
+            proc = await self._spawn(argv, out, err)
+        except BaseException:
+            out.close()
+            err.close()
+            await asyncio.shield(asyncio.gather(out.lost, err.lost))
+            raise
+        pgid = proc.pid  # start_new_session: the tool leads its own group
+        self._live.add(pgid)
+        exited = asyncio.ensure_future(proc.wait())
+        watched: list[asyncio.Future[Any]] = [exited, out.done, err.done]
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    while not exited.done():  # until the tool exits or prints too much
+                        await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+                        self._check_size(argv[0], out, err)
+            finally:
+                self._kill_group(pgid)  # every run: children left in the group die with it
+            reading = [f for f in (out.done, err.done) if not f.done()]
+            if reading:  # the tool exited; an escaped process may still hold the pipes
+                await asyncio.wait(reading, timeout=EOF_GRACE)
+            self._check_size(argv[0], out, err)
+        except TimeoutError:
+            raise CommandTimeout(
+                f"{argv[0]}: timed out after {timeout:g}s (process group killed)"
+            ) from None
+        finally:
+            out.close()
+            err.close()
+            try:
+                # Reap via the process handle only (no Popen.poll behind asyncio's back) and
+                # wait for both read ends to close; shielded: a second cancel can't stop that.
+                await asyncio.shield(asyncio.gather(exited, out.lost, err.lost))
+            finally:
+                self._live.discard(pgid)
+        return CommandResult(
+            tuple(argv), exited.result(), out.data, err.data, time.perf_counter() - started
+        )
+
+    async def _spawn(
+        self, argv: Sequence[str], out: _Capture, err: _Capture
+    ) -> asyncio.subprocess.Process:
+        write_fds: list[int] = []
+        try:
+            write_fds.append(await out.open())
+            write_fds.append(await err.open())
+            return await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdout=write_fds[0],
+                stderr=write_fds[1],
                 start_new_session=True,
                 env=self.env,
             )
@@ -88,52 +216,24 @@ class CommandRunner:
             raise CommandNotFound(f"{argv[0]}: not found") from exc
         except PermissionError as exc:
             raise CommandPermissionDenied(f"{argv[0]}: permission denied") from exc
-        self._live.add(proc.pid)
-        try:
-            async with asyncio.timeout(timeout):
-                stdout, stderr = await asyncio.gather(
-                    self._read_bounded(proc.stdout, argv[0]),
-                    self._read_bounded(proc.stderr, argv[0]),
-                )
-                returncode = await proc.wait()
-        except TimeoutError:
-            await self._kill_group(proc)
-            raise CommandTimeout(
-                f"{argv[0]}: timed out after {timeout:g}s (process group killed)"
-            ) from None
-        except BaseException:
-            await self._kill_group(proc)
-            raise
         finally:
-            self._live.discard(proc.pid)
-        return CommandResult(tuple(argv), returncode, stdout, stderr, time.perf_counter() - started)
+            for fd in write_fds:  # the child has its copies; ours would hide its EOF
+                os.close(fd)
 
-    async def _read_bounded(self, stream: asyncio.StreamReader | None, tool: str) -> bytes:
-        if stream is None:
-            return b""
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await stream.read(65536):
-            size += len(chunk)
-            if size > self.max_output:
+    def _check_size(self, tool: str, out: _Capture, err: _Capture) -> None:
+        for name, capture in (("stdout", out), ("stderr", err)):
+            if capture.overflow:
                 raise CommandOutputTooLarge(
-                    f"{tool}: output exceeded {self.max_output} bytes (process group killed)"
+                    f"{tool}: {name} exceeded {self.max_output} bytes (process group killed)"
                 )
-            chunks.append(chunk)
-        return b"".join(chunks)
 
-    async def _kill_group(self, proc: asyncio.subprocess.Process) -> None:
+    @staticmethod
+    def _kill_group(pgid: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        # Reap the direct child so no zombie stays behind; shield so a second cancel can't skip it.
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(proc.wait())
+            os.killpg(pgid, signal.SIGKILL)
 
     def kill_all(self) -> None:
         """Kill every running tool's process group (used at shutdown)."""
         for pgid in list(self._live):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
+            self._kill_group(pgid)
             log.info("killed tool process group %d at shutdown", pgid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,8 +40,7 @@ async def no_orphans_after(marker: str) -> AsyncIterator[None]:
         await asyncio.sleep(0.1)
         assert marker_processes(marker) == []
     finally:
-        for proc in marker_processes(marker):
-            proc.kill()
+        kill_markers(marker)
 
 
 def assert_gone(pidfile: Path) -> None:
@@ -56,3 +56,33 @@ def assert_gone(pidfile: Path) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"orphan processes survived: {alive}")
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open right now."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def zombie_children() -> list[psutil.Process]:
+    """Children of this process that exited but were never reaped."""
+    return [
+        child
+        for child in psutil.Process().children(recursive=True)
+        if child.status() == psutil.STATUS_ZOMBIE
+    ]
+
+
+def kill_markers(marker: str) -> None:
+    """Kill any process still carrying ``marker`` (test cleanup)."""
+    for proc in marker_processes(marker):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+
+
+async def wait_gone(marker: str, within: float = 2.0) -> list[psutil.Process]:
+    """Wait up to ``within`` seconds for every ``marker`` process to die; return survivors."""
+    for _ in range(round(within / 0.05)):
+        if not marker_processes(marker):
+            return []
+        await asyncio.sleep(0.05)
+    return marker_processes(marker)
