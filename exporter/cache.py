@@ -16,6 +16,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, NotApplicable
 from exporter.clock import Clock, system_clock
+from exporter.families import FamilyError, check_families, owned_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,15 @@ class CacheEntry:
         if self.state is State.OK:
             return "stale" if self.expired(now) else "ok"
         return self.state.value
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Families that passed ``MetricCache.check``, with their pre-rendered bodies."""
+
+    families: tuple[Metric, ...]
+    renders: dict[str, bytes]
+    series: int
 
 
 class MetricCache:
@@ -148,13 +158,9 @@ class MetricCache:
         started = time.perf_counter()
         entry.last_attempt_at = self.clock()
         invalidations = entry.invalidations
-        renders: dict[str, bytes] = {}
         try:
             async with asyncio.timeout(entry.timeout):
-                families = tuple(await entry.collector.collect())
-                self._check_families(families)
-                if self.prerender is not None:
-                    renders = await asyncio.to_thread(self.prerender, families)
+                checked = await self.check(entry, tuple(await entry.collector.collect()))
         except NotApplicable as exc:
             self._finish(entry, started, Result.NOT_APPLICABLE, str(exc) or "not applicable")
         except TimeoutError:
@@ -164,15 +170,13 @@ class MetricCache:
             entry.inflight = None
             raise
         except Exception as exc:
-            self._finish(entry, started, Result.ERROR, f"{type(exc).__name__}: {exc}")
+            error = str(exc) if isinstance(exc, FamilyError) else f"{type(exc).__name__}: {exc}"
+            self._finish(entry, started, Result.ERROR, error)
         else:
-            # Checked here, with no await before the commit, so concurrent refreshes can't race.
-            clash = self._clash(entry, families)
-            if clash:
-                self._finish(entry, started, Result.ERROR, clash)
-            else:
-                self._finish(entry, started, Result.SUCCESS, None, families)
-                entry.rendered.update(renders)
+            try:
+                self.commit(entry, checked, lambda e: self._stamp(e, started, Result.SUCCESS, None))
+            except FamilyError as exc:
+                self._finish(entry, started, Result.ERROR, str(exc))
         if entry.invalidations != invalidations:
             # Invalidated while this refresh read the hardware: its data predates the request.
             entry.expires_at = self.clock()
@@ -180,16 +184,38 @@ class MetricCache:
                 entry.refresh_again = False
                 self.refresh(entry.name)
 
-    @staticmethod
-    def _check_families(families: tuple[Metric, ...]) -> None:
-        """Reject non-families and a name returned twice, which would break the exposition."""
-        names: set[str] = set()
-        for family in families:
-            if not isinstance(family, Metric):
-                raise TypeError(f"collect() returned {type(family).__name__}, not a family")
-            if family.name in names:
-                raise ValueError(f"collect() returned family {family.name} twice")
-            names.add(family.name)
+    async def check(
+        self, entry: CacheEntry, families: Sequence[object], restored: bool = False
+    ) -> Checked:
+        """Validate and pre-render families in a worker thread; FamilyError if unservable."""
+        # Restored families did not come from the collector's code: they must be ones it owns.
+        prefixes = owned_prefixes(entry.name) if restored else None
+        return await asyncio.to_thread(self._check_blocking, tuple(families), prefixes)
+
+    def _check_blocking(
+        self, families: tuple[object, ...], prefixes: tuple[str, ...] | None
+    ) -> Checked:
+        check_families(families, prefixes)
+        valid = tuple(f for f in families if isinstance(f, Metric))
+        try:
+            renders = self.prerender(valid) if self.prerender is not None else {}
+        except Exception as exc:
+            raise FamilyError(f"cannot be exposed: {type(exc).__name__}: {exc}") from exc
+        return Checked(valid, renders, sum(len(f.samples) for f in valid))
+
+    def commit(
+        self, entry: CacheEntry, checked: Checked, stamp: Callable[[CacheEntry], None]
+    ) -> None:
+        """Store checked families (refresh or restore) unless another collector serves one."""
+        # No await between the clash check and the store, so concurrent commits can't race;
+        # ``stamp`` sets the entry's state and timestamps.
+        clash = self._clash(entry, checked.families)
+        if clash:
+            raise FamilyError(clash)
+        entry.families, entry.series = checked.families, checked.series
+        stamp(entry)
+        self._bump(entry)
+        entry.rendered.update(checked.renders)
 
     def _clash(self, entry: CacheEntry, families: tuple[Metric, ...]) -> str | None:
         """An error message if another collector already serves one of these family names."""
@@ -200,21 +226,16 @@ class MetricCache:
                 return f"family {min(clash)} is already served by collector {other.name}"
         return None
 
-    def _finish(
-        self,
-        entry: CacheEntry,
-        started: float,
-        result: Result,
-        error: str | None,
-        families: tuple[Metric, ...] | None = None,
-    ) -> None:
+    def _finish(self, entry: CacheEntry, started: float, result: Result, error: str) -> None:
+        self._stamp(entry, started, result, error)
+        self._bump(entry)
+
+    def _stamp(self, entry: CacheEntry, started: float, result: Result, error: str | None) -> None:
         now = self.clock()
         entry.duration = time.perf_counter() - started
         entry.refreshes[result.value] += 1
         entry.inflight = None
-        if result is Result.SUCCESS and families is not None:
-            entry.families = families
-            entry.series = sum(len(f.samples) for f in families)
+        if result is Result.SUCCESS:
             entry.state, entry.collected_at, entry.last_error = State.OK, now, None
             entry.consecutive_failures = 0
             entry.expires_at = now + entry.interval
@@ -229,7 +250,6 @@ class MetricCache:
             entry.consecutive_failures += 1
             entry.expires_at = now + min(entry.interval, self.error_retry_interval)
             log.warning("collector %s failed (%s); serving last good data", entry.name, error)
-        self._bump(entry)
 
     def invalidate(self, names: Iterable[str], refresh_now: bool, forced: bool = True) -> None:
         """Expire entries (keeping their data as stale); optionally refresh them now.

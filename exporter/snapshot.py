@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
+import stat
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -20,9 +20,11 @@ from exporter import __version__
 from exporter.cache import CacheEntry, MetricCache
 from exporter.settings import Settings
 from exporter.snapshot_codec import (
+    EntryCopy,
     RestoreReport,
     SnapshotError,
-    build_document,
+    capture_entries,
+    encode_document,
     parse_document,
     restore,
 )
@@ -33,6 +35,8 @@ FILENAME = "snapshot.json"
 TMP_PREFIX = f".{FILENAME}."
 TMP_SUFFIX = ".tmp"
 MIN_WRITE_INTERVAL = 1.0
+# Read at most this much at start (about 700,000 samples); a larger file is ignored.
+MAX_SIZE = 64 * 1024 * 1024
 
 
 def boot_id(procfs: Path) -> str | None:
@@ -124,9 +128,9 @@ class SnapshotWriter:
 
     async def _write(self) -> None:
         self._dirty = False
-        doc = build_document(self.cache, self.context, self.options)
+        entries = capture_entries(self.cache, self.options)
         try:
-            await asyncio.to_thread(self._encode_and_write, doc)
+            await asyncio.to_thread(self._encode_and_write, entries)
         except (OSError, TypeError, ValueError) as exc:
             if str(exc) != self._last_error:
                 log.warning("cannot write cache snapshot %s: %s", self.path, exc)
@@ -138,8 +142,8 @@ class SnapshotWriter:
             self._last_error = None
         self._last_write = time.monotonic()
 
-    def _encode_and_write(self, doc: dict[str, Any]) -> None:
-        write_atomic(self.path, json.dumps(doc, separators=(",", ":")).encode())
+    def _encode_and_write(self, entries: list[EntryCopy]) -> None:
+        write_atomic(self.path, encode_document(entries, self.context))
 
     async def close(self) -> None:
         """Flush pending changes now (the final write at shutdown)."""
@@ -151,24 +155,61 @@ class SnapshotWriter:
             await self._write()
 
 
+def read_bounded(path: Path, limit: int = MAX_SIZE) -> bytes:
+    """Read ``path`` only if it is a regular file (no symlink, FIFO, device) of ``limit`` bytes."""
+    mode = path.lstat().st_mode
+    if not stat.S_ISREG(mode):
+        raise SnapshotError(f"not a regular file ({_kind(mode)})")
+    # O_NOFOLLOW and O_NONBLOCK: a swap since the lstat can neither redirect nor block us.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SnapshotError(f"not a regular file ({_kind(info.st_mode)})")
+        if info.st_size > limit:
+            raise SnapshotError(f"{info.st_size} bytes, more than the {limit}-byte limit")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(limit + 1)  # it may have grown since the fstat
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise SnapshotError(f"more than the {limit}-byte limit")
+    return data
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return kind
+    return "unknown type"
+
+
 def read_snapshot(path: Path, context: Mapping[str, Any]) -> dict[str, Any] | None:
     """Load the snapshot if there is a usable one; log and ignore any other (never fatal)."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         remove_stale_temp_files(path.parent)
-        if not path.exists():
-            log.info("no cache snapshot at %s yet: collecting everything", path)
-            return None
-        return parse_document(path.read_bytes(), context)
+        return parse_document(read_bounded(path), context)
+    except FileNotFoundError:
+        log.info("no cache snapshot at %s yet: collecting everything", path)
     except (OSError, SnapshotError) as exc:
         log.warning("ignoring cache snapshot %s: %s", path, exc)
-        return None
+    return None
 
 
 def log_report(path: Path, report: RestoreReport) -> None:
-    """One line per skipped collector, one summary line."""
+    """One line per skipped or refused collector, one summary line."""
     for name, reason in sorted(report.skipped.items()):
         log.info("not restoring %s from the cache snapshot: %s", name, reason)
+    for name, reason in sorted(report.refused.items()):
+        log.warning("refusing %s from the cache snapshot, collecting it afresh: %s", name, reason)
     log.info(
         "restored cache snapshot %s: %d fresh (%s), %d expired (%s)",
         path,
@@ -191,7 +232,7 @@ def persistence(
         options = {c.name: c.options for c in settings.collectors}
         doc = await asyncio.to_thread(read_snapshot, path, context)
         if doc is not None:
-            log_report(path, restore(cache, doc, options, cache.clock()))
+            log_report(path, await restore(cache, doc, options, cache.clock()))
         writer = SnapshotWriter(cache, path, context, options)
         cache.on_change(writer.changed)
         yield

@@ -2,37 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 from exporter.cache import CacheEntry, MetricCache, State
+from exporter.families import FamilyError
 
 FORMAT = "hwcache-snapshot/1"
 # A snapshot stamped further than this in the future means the clock went backwards.
 CLOCK_SKEW = 60.0
+# Samples per json.dumps call when writing.
+CHUNK = 1000
 
 
 class SnapshotError(Exception):
     """The snapshot is unusable (corrupt, incompatible or from another context)."""
 
 
-def encode_family(family: Metric) -> dict[str, Any]:
-    """A metric family as JSON-able data (no timestamps or exemplars: the exporter sets none)."""
+def _family_head(family: Metric) -> dict[str, Any]:
     return {
         "name": family.name,
         "documentation": family.documentation,
         "type": family.type,
         "unit": family.unit,
-        "samples": [
-            {"name": s.name, "labels": dict(s.labels), "value": s.value} for s in family.samples
-        ],
     }
+
+
+def _samples(samples: Sequence[Sample]) -> list[dict[str, Any]]:
+    # No timestamps or exemplars: the exporter sets none.
+    return [{"name": s.name, "labels": s.labels, "value": s.value} for s in samples]
+
+
+def encode_family(family: Metric) -> dict[str, Any]:
+    """A metric family as JSON-able data."""
+    return {**_family_head(family), "samples": _samples(family.samples)}
 
 
 def decode_family(data: Any) -> Metric:
@@ -59,33 +70,71 @@ def decode_family(data: Any) -> Metric:
     return family
 
 
-def encode_entry(entry: CacheEntry, options: Mapping[str, str]) -> dict[str, Any]:
-    """One collector's cache entry as JSON-able data."""
-    return {
-        "interval": entry.interval,
-        "options": dict(options),
-        "state": entry.state.value,
-        "collected_at": entry.collected_at,
-        "expires_at": entry.expires_at,
-        "last_attempt_at": entry.last_attempt_at,
-        "duration": entry.duration,
-        "last_error": entry.last_error,
-        "consecutive_failures": entry.consecutive_failures,
-        "refreshes": dict(entry.refreshes),
-        "families": [encode_family(f) for f in entry.families],
-    }
+@dataclass(frozen=True)
+class EntryCopy:
+    """What the snapshot keeps of one entry, taken on the event loop, encoded elsewhere."""
+
+    name: str
+    fields: dict[str, Any]
+    families: tuple[Metric, ...]
 
 
-def build_document(
-    cache: MetricCache, context: Mapping[str, Any], options: Mapping[str, Mapping[str, str]]
-) -> dict[str, Any]:
-    """The whole snapshot (built on the event loop, so it is a consistent copy)."""
-    collectors = {
-        name: encode_entry(entry, options.get(name, {}))
+def capture_entries(
+    cache: MetricCache, options: Mapping[str, Mapping[str, str]]
+) -> list[EntryCopy]:
+    """A consistent copy of every entry with data: cheap (families are never mutated)."""
+    return [
+        EntryCopy(
+            name,
+            {
+                "interval": entry.interval,
+                "options": dict(options.get(name, {})),
+                "state": entry.state.value,
+                "collected_at": entry.collected_at,
+                "expires_at": entry.expires_at,
+                "last_attempt_at": entry.last_attempt_at,
+                "duration": entry.duration,
+                "last_error": entry.last_error,
+                "consecutive_failures": entry.consecutive_failures,
+                "refreshes": dict(entry.refreshes),
+            },
+            entry.families,
+        )
         for name, entry in cache.entries.items()
         if entry.state is not State.PENDING
-    }
-    return {"format": FORMAT, **context, "written_at": time.time(), "collectors": collectors}
+    ]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _open(value: dict[str, Any]) -> str:
+    """A non-empty object as JSON without its closing brace, so members can follow."""
+    return _dumps(value)[:-1]
+
+
+def _document_parts(entries: Sequence[EntryCopy], head: dict[str, Any]) -> Iterator[str]:
+    # json.dumps holds the GIL for a whole call: encode in small pieces so the event loop
+    # gets it back between them.
+    yield _open(head) + ',"collectors":{'
+    for i, entry in enumerate(entries):
+        yield f'{"," if i else ""}{_dumps(entry.name)}:{_open(entry.fields)},"families":['
+        for j, family in enumerate(entry.families):
+            yield f'{"," if j else ""}{_open(_family_head(family))},"samples":['
+            samples = family.samples
+            for start in range(0, len(samples), CHUNK):
+                chunk = _dumps(_samples(samples[start : start + CHUNK]))[1:-1]
+                yield f",{chunk}" if start else chunk
+            yield "]}"
+        yield "]}"
+    yield "}}"
+
+
+def encode_document(entries: Sequence[EntryCopy], context: Mapping[str, Any]) -> bytes:
+    """The whole snapshot as JSON bytes (run it in a worker thread: it is big)."""
+    head = {"format": FORMAT, **context, "written_at": time.time()}
+    return "".join(_document_parts(entries, head)).encode()
 
 
 def parse_document(raw: bytes, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,6 +161,7 @@ class RestoreReport:
     fresh: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def _number(data: Mapping[str, Any], key: str) -> float | None:
@@ -123,8 +173,32 @@ def _number(data: Mapping[str, Any], key: str) -> float | None:
     return float(value)
 
 
-def restore_entry(entry: CacheEntry, data: Any, options: Mapping[str, str], now: float) -> None:
-    """Fill ``entry`` from its snapshot data; all or nothing, SnapshotError when unusable."""
+@dataclass(frozen=True)
+class SavedEntry:
+    """One collector's decoded snapshot data, not yet checked or committed."""
+
+    families: tuple[Metric, ...]
+    state: State
+    collected_at: float | None
+    last_attempt_at: float | None
+    expires_at: float
+    duration: float | None
+    last_error: str | None
+    consecutive_failures: int
+    refreshes: dict[str, int]
+
+    def stamp(self, entry: CacheEntry) -> None:
+        """Set the entry's freshness as saved (``MetricCache.commit`` stores the families)."""
+        entry.state, entry.collected_at = self.state, self.collected_at
+        entry.last_attempt_at, entry.expires_at = self.last_attempt_at, self.expires_at
+        entry.duration, entry.last_error = self.duration, self.last_error
+        entry.consecutive_failures = self.consecutive_failures
+        entry.refreshes.clear()
+        entry.refreshes.update(self.refreshes)
+
+
+def parse_entry(entry: CacheEntry, data: Any, options: Mapping[str, str], now: float) -> SavedEntry:
+    """Decode ``entry``'s snapshot data; SnapshotError when it is unusable."""
     if not isinstance(data, dict):
         raise SnapshotError("entry is not an object")
     if data.get("options") != dict(options):
@@ -133,22 +207,24 @@ def restore_entry(entry: CacheEntry, data: Any, options: Mapping[str, str], now:
         state = State(data["state"])
     except (KeyError, ValueError):
         raise SnapshotError(f"unknown state {data.get('state')!r}") from None
+    if state is State.PENDING:
+        raise SnapshotError("state pending")
     collected_at = _number(data, "collected_at")
     attempted = _number(data, "last_attempt_at")
     saved_expiry = _number(data, "expires_at") or 0.0
-    duration = _number(data, "duration")
     if any(t is not None and t > now + CLOCK_SKEW for t in (collected_at, attempted)):
         raise SnapshotError("timestamps in the future (clock went backwards?)")
     if state is State.OK and collected_at is None:
         raise SnapshotError("state ok without collected_at")
-    families = tuple(decode_family(f) for f in data.get("families", []))
+    families = data.get("families", [])
+    if not isinstance(families, list):
+        raise SnapshotError("families is not a list")
     refreshes = data.get("refreshes", {})
     if not isinstance(refreshes, dict) or not all(
-        isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in refreshes.items()
+        isinstance(k, str) and type(v) is int and v >= 0 for k, v in refreshes.items()
     ):
         raise SnapshotError("malformed refresh counts")
-    last_error = data.get("last_error")
-    failures = data.get("consecutive_failures", 0)
+    last_error, failures = data.get("last_error"), data.get("consecutive_failures", 0)
     # The interval may have changed since: never keep data longer than the current one allows.
     if state is State.OK and collected_at is not None:
         expires_at = min(saved_expiry, collected_at + entry.interval)
@@ -156,22 +232,27 @@ def restore_entry(entry: CacheEntry, data: Any, options: Mapping[str, str], now:
         expires_at = min(saved_expiry, attempted + entry.interval)
     else:
         expires_at = now  # a failed collector is retried at start; its last good data is served
-    entry.families, entry.series = families, sum(len(f.samples) for f in families)
-    entry.state, entry.collected_at, entry.last_attempt_at = state, collected_at, attempted
-    entry.expires_at, entry.duration = expires_at, duration
-    entry.last_error = last_error if isinstance(last_error, str) else None
-    entry.consecutive_failures = failures if isinstance(failures, int) else 0
-    entry.refreshes.clear()
-    entry.refreshes.update(refreshes)
+    return SavedEntry(
+        families=tuple(decode_family(f) for f in families),
+        state=state,
+        collected_at=collected_at,
+        last_attempt_at=attempted,
+        expires_at=expires_at,
+        duration=_number(data, "duration"),
+        last_error=last_error if isinstance(last_error, str) else None,
+        consecutive_failures=failures if type(failures) is int and failures >= 0 else 0,
+        refreshes=refreshes,
+    )
 
 
-def restore(
+async def restore(
     cache: MetricCache,
     doc: Mapping[str, Any],
     options: Mapping[str, Mapping[str, str]],
     now: float,
 ) -> RestoreReport:
-    """Restore the entries of still-enabled collectors; report what is fresh or expired."""
+    """Restore enabled collectors' entries through a refresh's checks and commit, each whole."""
+    # A refused entry stays pending, so the warm-up collects it as on a first start.
     report = RestoreReport()
     for name, data in doc["collectors"].items():
         entry = cache.entries.get(name)
@@ -179,9 +260,15 @@ def restore(
             report.skipped[name] = "collector not enabled"
             continue
         try:
-            restore_entry(entry, data, options.get(name, {}), now)
+            saved = await asyncio.to_thread(parse_entry, entry, data, options.get(name, {}), now)
         except SnapshotError as exc:
             report.skipped[name] = str(exc)
+            continue
+        try:
+            checked = await cache.check(entry, saved.families, restored=True)
+            cache.commit(entry, checked, saved.stamp)
+        except FamilyError as exc:
+            report.refused[name] = str(exc)
             continue
         (report.expired if entry.expired(now) else report.fresh).append(name)
     return report

@@ -15,7 +15,8 @@ import pytest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from exporter import __version__
-from exporter.cache import MetricCache, State
+from exporter.cache import CacheEntry, MetricCache, State
+from exporter.clock import FakeClock
 from exporter.settings import CollectorSettings, Settings
 from exporter.snapshot import (
     FILENAME,
@@ -29,13 +30,14 @@ from exporter.snapshot import (
 from exporter.snapshot_codec import (
     FORMAT,
     SnapshotError,
-    build_document,
+    capture_entries,
     decode_family,
+    encode_document,
     encode_family,
     parse_document,
     restore,
 )
-from tests.doubles import make_cache
+from tests.doubles import CountingCollector, make_cache
 from tests.exposition import exposition
 from tests.support import FIXTURE_ARGS, SYSFS, Exporter, run_exporter
 
@@ -54,15 +56,28 @@ def mixed_families() -> list[Any]:
     return [gauge, counter, info]
 
 
+def owned_cache(
+    *names: str, interval: float = 60.0
+) -> tuple[MetricCache, dict[str, CountingCollector], FakeClock]:
+    """Counting collectors in entries named ``test_<n>``, owners of their ``hw_test_<n>_value``."""
+    clock = FakeClock()
+    collectors = {f"test_{n}": CountingCollector(n) for n in names}
+    entries = [CacheEntry(name, c, interval, 5.0) for name, c in collectors.items()]
+    return MetricCache(entries, clock, error_retry_interval=30.0), collectors, clock
+
+
 async def filled_cache(*names: str, interval: float = 60.0) -> MetricCache:
-    cache, _, _ = make_cache(*names, interval=interval)
+    cache, _, _ = owned_cache(*names, interval=interval)
     await cache.warm_up()
     return cache
 
 
+def snapshot_bytes(cache: MetricCache, options: dict[str, dict[str, str]] | None = None) -> bytes:
+    return encode_document(capture_entries(cache, options or {}), CONTEXT)
+
+
 def roundtrip(cache: MetricCache) -> dict[str, Any]:
-    raw = json.dumps(build_document(cache, CONTEXT, {})).encode()
-    return parse_document(raw, CONTEXT)
+    return parse_document(snapshot_bytes(cache), CONTEXT)
 
 
 def test_families_roundtrip_to_identical_exposition() -> None:
@@ -95,84 +110,81 @@ def test_malformed_sample_value_is_rejected() -> None:
 
 async def test_restored_fresh_entries_are_served_and_not_collected() -> None:
     doc = roundtrip(await filled_cache("a", "b"))
-    cache, collectors, clock = make_cache("a", "b")
-    report = restore(cache, doc, {}, clock())
-    assert sorted(report.fresh) == ["a", "b"] and not report.expired
+    cache, collectors, clock = owned_cache("a", "b")
+    report = await restore(cache, doc, {}, clock())
+    assert sorted(report.fresh) == ["test_a", "test_b"] and not report.expired
     original = [f for c in doc["collectors"].values() for f in c["families"]]
     assert [encode_family(f) for e in cache.entries.values() for f in e.families] == original
     await cache.warm_up()
     assert cache.collections_started == 0 and all(c.calls == 0 for c in collectors.values())
-    assert cache.entries["a"].refreshes == {"success": 1}
-    assert cache.entries["a"].series == len(original[0]["samples"])
+    assert cache.entries["test_a"].refreshes == {"success": 1}
+    assert cache.entries["test_a"].series == len(original[0]["samples"])
 
 
 async def test_shorter_interval_clamps_expiry_and_expired_entries_are_recollected() -> None:
     doc = roundtrip(await filled_cache("a", "b", interval=600.0))
-    cache, collectors, clock = make_cache("a", "b", interval=100.0)
+    cache, collectors, clock = owned_cache("a", "b", interval=100.0)
     clock.advance(150)  # older than the new interval, younger than the old one
-    report = restore(cache, doc, {}, clock())
-    entry = cache.entries["a"]
-    assert report.expired == ["a", "b"]
+    report = await restore(cache, doc, {}, clock())
+    entry = cache.entries["test_a"]
+    assert report.expired == ["test_a", "test_b"]
     assert entry.expires_at == entry.collected_at + 100.0  # type: ignore[operator]
     assert entry.status(clock()) == "stale" and entry.has_data
     await cache.warm_up()
-    assert cache.collections_started == 2 and collectors["a"].calls == 1
+    assert cache.collections_started == 2 and collectors["test_a"].calls == 1
     assert entry.refreshes == {"success": 2} and entry.expires_at == clock() + 100.0
 
 
 async def test_failed_entry_serves_last_good_data_but_is_retried_at_start() -> None:
-    cache, collectors, clock = make_cache("a")
+    cache, collectors, clock = owned_cache("a")
     await cache.warm_up()
     clock.advance(61)
-    collectors["a"].fail = "disk on fire"
-    await cache.fresh(["a"], wait=5)
+    collectors["test_a"].fail = "disk on fire"
+    await cache.fresh(["test_a"], wait=5)
     doc = roundtrip(cache)
-    fresh_cache, fresh_collectors, fresh_clock = make_cache("a")
+    fresh_cache, fresh_collectors, fresh_clock = owned_cache("a")
     fresh_clock.now = clock.now
-    restore(fresh_cache, doc, {}, fresh_clock())
-    entry = fresh_cache.entries["a"]
+    await restore(fresh_cache, doc, {}, fresh_clock())
+    entry = fresh_cache.entries["test_a"]
     assert entry.state is State.ERROR and entry.last_error == "RuntimeError: disk on fire"
     assert entry.families and entry.expired(fresh_clock())
     await fresh_cache.warm_up()
-    assert fresh_collectors["a"].calls == 1
-    assert fresh_cache.entries["a"].state is State.OK
+    assert fresh_collectors["test_a"].calls == 1
+    assert fresh_cache.entries["test_a"].state is State.OK
 
 
 async def test_not_applicable_entry_is_restored_without_rescanning() -> None:
-    cache, collectors, _ = make_cache("a")
-    collectors["a"].not_applicable = True
+    cache, collectors, _ = owned_cache("a")
+    collectors["test_a"].not_applicable = True
     await cache.warm_up()
-    fresh_cache, fresh_collectors, _ = make_cache("a")
-    assert restore(fresh_cache, roundtrip(cache), {}, fresh_cache.clock()).fresh == ["a"]
+    fresh_cache, fresh_collectors, _ = owned_cache("a")
+    report = await restore(fresh_cache, roundtrip(cache), {}, fresh_cache.clock())
+    assert report.fresh == ["test_a"]
     await fresh_cache.warm_up()
-    assert fresh_collectors["a"].calls == 0
-    assert fresh_cache.entries["a"].state is State.NOT_APPLICABLE
+    assert fresh_collectors["test_a"].calls == 0
+    assert fresh_cache.entries["test_a"].state is State.NOT_APPLICABLE
 
 
 async def test_disabled_changed_or_future_entries_are_skipped() -> None:
     doc = roundtrip(await filled_cache("a", "b", "gone"))
-    doc["collectors"]["b"]["collected_at"] += 3600  # the clock went backwards since
-    cache, _, clock = make_cache("a", "b")
-    report = restore(cache, doc, {"a": {"samples": "5"}}, clock())
+    doc["collectors"]["test_b"]["collected_at"] += 3600  # the clock went backwards since
+    cache, _, clock = owned_cache("a", "b")
+    report = await restore(cache, doc, {"test_a": {"samples": "5"}}, clock())
     assert report.skipped == {
-        "a": "collector options changed",
-        "b": "timestamps in the future (clock went backwards?)",
-        "gone": "collector not enabled",
+        "test_a": "collector options changed",
+        "test_b": "timestamps in the future (clock went backwards?)",
+        "test_gone": "collector not enabled",
     }
-    assert not cache.entries["a"].has_data and not cache.entries["b"].has_data
+    assert not cache.entries["test_a"].has_data and not cache.entries["test_b"].has_data
 
 
 async def test_one_corrupt_entry_does_not_spoil_the_others() -> None:
     doc = roundtrip(await filled_cache("a", "b"))
-    doc["collectors"]["a"]["families"][0]["samples"][0]["labels"] = ["not", "a", "dict"]
-    cache, _, clock = make_cache("a", "b")
-    report = restore(cache, doc, {}, clock())
-    assert report.fresh == ["b"] and "a" in report.skipped
-    assert cache.entries["a"].families == () and cache.entries["a"].state is State.PENDING
-
-
-def _valid_bytes(cache: MetricCache) -> bytes:
-    return json.dumps(build_document(cache, CONTEXT, {})).encode()
+    doc["collectors"]["test_a"]["families"][0]["samples"][0]["labels"] = ["not", "a", "dict"]
+    cache, _, clock = owned_cache("a", "b")
+    report = await restore(cache, doc, {}, clock())
+    assert report.fresh == ["test_b"] and "test_a" in report.skipped
+    assert cache.entries["test_a"].families == () and cache.entries["test_a"].state is State.PENDING
 
 
 @pytest.mark.parametrize(
@@ -191,7 +203,7 @@ async def test_unusable_snapshot_is_logged_and_ignored(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, mutate: Any, reason: str
 ) -> None:
     path = tmp_path / FILENAME
-    path.write_bytes(mutate(_valid_bytes(await filled_cache("a"))))
+    path.write_bytes(mutate(snapshot_bytes(await filled_cache("a"))))
     with caplog.at_level(logging.WARNING, logger="exporter.snapshot"):
         assert read_snapshot(path, CONTEXT) is None
     assert f"ignoring cache snapshot {path}" in caplog.text and reason in caplog.text
@@ -297,7 +309,7 @@ def test_collector_options_are_recorded_per_entry() -> None:
     settings = CollectorSettings("a", 60.0, 5.0, {"samples": "5"})
     cache, _, _ = make_cache("a")
     cache.entries["a"].state = State.OK
-    doc = build_document(cache, CONTEXT, {settings.name: settings.options})
+    doc = json.loads(snapshot_bytes(cache, {settings.name: settings.options}))
     assert doc["collectors"]["a"]["options"] == {"samples": "5"}
     assert doc["format"] == FORMAT and doc["exporter_version"] == __version__
 
