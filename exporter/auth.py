@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import bcrypt
 from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Middleware
-from cachetools import TTLCache
 
+from exporter.credentials import AuthBusy, BasicAuthenticator, BcryptPool
 from exporter.limits import RequestLimiter, check_query_size
 from exporter.response_cache import ResponseCache
 from exporter.webconfig import (
@@ -32,58 +30,7 @@ REALM = "hwcache-exporter"
 CHALLENGE = {hdrs.WWW_AUTHENTICATE: f'Basic realm="{REALM}"'}
 # Liveness only: it says nothing but "Healthy." and probes often carry no credentials.
 AUTH_EXEMPT_PATHS = frozenset({"/-/healthy"})
-BCRYPT_MAX_PASSWORD = 72  # bcrypt ignores (bcrypt>=5 rejects) longer passwords
-CACHE_SIZE = 1024
-CACHE_TTL = 600.0
-# bcrypt is CPU-bound: at most this many checks at once, so a flood of bad passwords
-# cannot occupy every worker thread the blocking collectors need.
-BCRYPT_CONCURRENCY = 2
-
-
-class BasicAuthenticator:
-    """Verifies user/password against bcrypt hashes; caches successful checks."""
-
-    def __init__(
-        self, users: Mapping[str, bytes], cache_size: int = CACHE_SIZE, ttl: float = CACHE_TTL
-    ) -> None:
-        self.users = dict(users)
-        self.checks = 0  # bcrypt.checkpw calls, for tests and debugging
-        self._verified: TTLCache[bytes, bool] = TTLCache(cache_size, ttl)
-        self._slots = asyncio.Semaphore(BCRYPT_CONCURRENCY)
-        self._decoy = self._make_decoy() if self.users else b""
-
-    @property
-    def enabled(self) -> bool:
-        """True when the config lists users (then every request needs credentials)."""
-        return bool(self.users)
-
-    def _make_decoy(self) -> bytes:
-        # Unknown users are checked against a hash of the highest configured cost, so the
-        # response time does not tell which user names exist.
-        cost = max(int(h.split(b"$")[2]) for h in self.users.values())
-        return bcrypt.hashpw(b"hwcache-exporter decoy", bcrypt.gensalt(rounds=cost))
-
-    async def verify(self, user: str, password: str) -> bool:
-        """True when the credentials match; bcrypt runs in a worker thread."""
-        secret = password.encode()
-        # A user name never contains ':' (Basic auth splits on the first one): unambiguous key.
-        key = hashlib.sha256(user.encode() + b":" + secret).digest()
-        if key in self._verified:
-            return True
-        if len(secret) > BCRYPT_MAX_PASSWORD:
-            return False
-        hashed = self.users.get(user)
-        async with self._slots:
-            self.checks += 1
-            try:
-                ok = await asyncio.to_thread(bcrypt.checkpw, secret, hashed or self._decoy)
-            except ValueError:  # a hash bcrypt cannot parse; validation should prevent it
-                log.exception("bcrypt rejected the configured hash of user %r", user)
-                return False
-        if ok and hashed is not None:
-            self._verified[key] = True
-            return True
-        return False
+RELOAD_FAILED = "web config reload failed, keeping the previous config"
 
 
 def _credentials(request: web.Request) -> tuple[str, str] | None:
@@ -97,12 +44,29 @@ def _credentials(request: web.Request) -> tuple[str, str] | None:
     return auth.login, auth.password
 
 
+async def _authenticate(
+    authenticator: BasicAuthenticator, credentials: tuple[str, str] | None
+) -> None:
+    """Raise 401 unless ``credentials`` are valid, 503 when the bcrypt pool is full."""
+    try:
+        ok = credentials is not None and await authenticator.verify(*credentials)
+    except AuthBusy:
+        raise web.HTTPServiceUnavailable(
+            text="too many password checks in progress, retry later\n",
+            headers={"Retry-After": "1"},
+        ) from None
+    if not ok:
+        raise web.HTTPUnauthorized(text="Unauthorized\n", headers=CHALLENGE)
+
+
 class WebSecurity:
     """The active web config: users, headers, TLS context; swapped whole on reload."""
 
     def __init__(self, config: WebConfig) -> None:
         self.config = config
-        self.authenticator = BasicAuthenticator(config.users)
+        # One pool for the process: a reload must not reset the bound on bcrypt work.
+        self.pool = BcryptPool()
+        self.authenticator = BasicAuthenticator(config.users, self.pool)
         self.ssl_context: ssl.SSLContext | None = None
         if config.tls is not None:
             self.ssl_context = build_ssl_context(config.tls)
@@ -121,25 +85,45 @@ class WebSecurity:
         task.add_done_callback(self._tasks.discard)
 
     async def reload(self) -> bool:
-        """Re-read the file; on any error log it and keep the current config."""
+        """Re-read the file; on any error, or if it turns auth or TLS off, keep the current config."""
         path = self.config.path
         if path is None:
             return False
         try:
             config = await asyncio.to_thread(load_web_config, path)
-            authenticator = await asyncio.to_thread(BasicAuthenticator, config.users)
+            self._refuse_downgrade(config)
             self._reload_tls(config)
         except WebConfigError as exc:
-            log.error("web config reload failed, keeping the previous config: %s", exc)
+            log.error("%s: %s", RELOAD_FAILED, exc)
             return False
+        except Exception as exc:  # a background task: never a traceback, never half applied
+            log.error("%s: %s: %s: %s", RELOAD_FAILED, path, type(exc).__name__, exc)
+            log.debug("web config reload failure", exc_info=True)
+            return False
+        authenticator = BasicAuthenticator(config.users, self.pool, self.authenticator.verified)
         self.config, self.authenticator = config, authenticator
         log.info(
-            "web config reloaded from %s: %d users, %d headers",
+            "web config reloaded from %s: %d users, %d headers, verified credentials kept: %d",
             path,
             len(config.users),
             len(config.headers),
+            authenticator.kept,
         )
         return True
+
+    def _refuse_downgrade(self, config: WebConfig) -> None:
+        """Fail closed: a reload never drops every user or TLS (an emptied or truncated file)."""
+        missing = []
+        if self.authenticator.enabled and not config.users:
+            missing.append(("basic_auth_users", "basic auth"))
+        if self.ssl_context is not None and config.tls is None:
+            missing.append(("tls_server_config", "TLS"))
+        if missing:
+            keys = " and no ".join(key for key, _ in missing)
+            features = " and ".join(feature for _, feature in missing)
+            raise WebConfigError(
+                f"{config.path}: the new file has no {keys}; turning {features} off needs a restart"
+            )
 
     def _reload_tls(self, config: WebConfig) -> None:
         old, new = self._serving_tls, config.tls
@@ -163,10 +147,11 @@ class WebSecurity:
         cached_paths: frozenset[str] = frozenset(),
         cache: ResponseCache | None = None,
     ) -> Middleware:
-        """One middleware (one layer per request): headers, max-requests, auth, query size.
+        """One middleware (one layer per request): headers, auth, max-requests, query size.
 
-        The configured headers go on every response, errors too; the request limit is checked
-        before auth so it also bounds bcrypt work.
+        The configured headers go on every response, errors too. Authentication comes before
+        the request limit, so unauthenticated traffic never takes a slot from a verified client;
+        bcrypt work is bounded by its own pool instead.
         """
 
         @web.middleware
@@ -174,10 +159,15 @@ class WebSecurity:
             headers = self.config.headers
             response: web.StreamResponse
             try:
+                authenticator = self.authenticator
+                if authenticator.enabled and request.path not in AUTH_EXEMPT_PATHS:
+                    credentials = _credentials(request)
+                    # A recently verified client is let in here without awaiting anything, so it
+                    # never waits behind password checks of other clients.
+                    if credentials is None or not authenticator.cached(*credentials):
+                        await _authenticate(authenticator, credentials)
                 limited = limiter.enter(request)
                 try:
-                    if self.authenticator.enabled:
-                        await self._authenticate(request)
                     if request.query_string:
                         check_query_size(request)
                     if (
@@ -207,14 +197,6 @@ class WebSecurity:
             return response
 
         return front_door
-
-    async def _authenticate(self, request: web.Request) -> None:
-        """Raise 401 unless the request carries valid credentials (exempt paths excepted)."""
-        if request.path in AUTH_EXEMPT_PATHS:
-            return
-        credentials = _credentials(request)
-        if credentials is None or not await self.authenticator.verify(*credentials):
-            raise web.HTTPUnauthorized(text="Unauthorized\n", headers=CHALLENGE)
 
     def middlewares(
         self,

@@ -182,6 +182,40 @@ def test_sighup_reloads_users_in_a_running_exporter(tmp_path: Path) -> None:
         assert exporter.proc.poll() is None
 
 
+REFUSED = "reload failed, keeping the previous config"
+
+
+def counted(read: Callable[[], str], text: str, times: int) -> Callable[[], bool]:
+    """A wait_for condition: ``text`` occurs ``times`` times in what ``read`` returns."""
+    return lambda: read().count(text) == times
+
+
+def test_sighup_never_turns_auth_off(tmp_path: Path) -> None:
+    config = auth_config(tmp_path / "web.yml", {"alice": "one"})
+    args = ["--collector.disable-defaults", f"--web.config.file={config}"]
+    deep = "basic_auth_users:\n  alice: " + "[" * 3000 + "]" * 3000 + "\n"
+    bad_files = {
+        "": "has no basic_auth_users",  # emptied
+        HEADERS: "has no basic_auth_users",  # truncated: the users are gone, headers remain
+        deep: "nested deeper than 32 levels",
+    }
+    with run_exporter(args, tmp_path, wait_ready=False) as exporter:
+        for refusals, (text, reason) in enumerate(bad_files.items(), 1):
+            config.write_text(text)
+            exporter.proc.send_signal(signal.SIGHUP)
+            wait_for(counted(exporter.logs, REFUSED, refusals))
+            line = exporter.logs().splitlines()[-1]
+            assert REFUSED in line and reason in line, line
+            status, _ = exporter.get("/metrics")
+            assert status == 401
+            assert exporter.get("/metrics", basic("alice", "one"))[0] == 200
+        assert "Traceback" not in exporter.logs()
+        auth_config(config, {"bob": "two"})  # a valid file still applies
+        exporter.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: exporter.get("/metrics", basic("bob", "two"))[0] == 200)
+        assert exporter.proc.poll() is None
+
+
 # --- TLS against a real exporter process -------------------------------------------------
 
 
@@ -298,3 +332,29 @@ def test_sighup_reloads_the_tls_certificate(pki: PKI, tmp_path: Path) -> None:
         wait_for(lambda: "reload failed" in log.read_text())
         data, peer = https_get(port, context)
         assert peer == second and data.startswith(b"HTTP/1.1 200 ")
+
+
+def test_sighup_never_turns_tls_or_auth_off(pki: PKI, tmp_path: Path) -> None:
+    tls = f"tls_server_config:\n  cert_file: {pki.server}\n  key_file: {pki.server_key}\n"
+    config = auth_config(tmp_path / "web.yml", {"alice": "one"}, tls)
+    alice = "Authorization: " + basic("alice", "one")["Authorization"] + "\r\n"
+    context = client_context(pki)
+    with tls_exporter(config, tmp_path) as (proc, port):
+        log = next(tmp_path.glob("tls-*.log"))
+        bad_files = {
+            tls: "has no basic_auth_users;",  # truncated after the TLS section
+            "": "has no basic_auth_users and no tls_server_config; turning basic auth and TLS off",
+            # Users kept, TLS gone: the new headers must not apply either.
+            auth_config(tmp_path / "plain.yml", {"alice": "one"}, HEADERS).read_text(): (
+                "has no tls_server_config"
+            ),
+        }
+        for refusals, (text, reason) in enumerate(bad_files.items(), 1):
+            config.write_text(text)
+            proc.send_signal(signal.SIGHUP)
+            wait_for(counted(log.read_text, REFUSED, refusals))
+            line = log.read_text().splitlines()[-1]
+            assert REFUSED in line and reason in line, line
+            assert https_get(port, context, "/metrics")[0].startswith(b"HTTP/1.1 401 ")
+            data, _ = https_get(port, context, "/metrics", alice)
+            assert data.startswith(b"HTTP/1.1 200 ") and b"Strict-Transport-Security" not in data

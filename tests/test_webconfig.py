@@ -208,7 +208,8 @@ BAD_CONFIGS = {
         TLS + "  client_allowed_sans: [a]\n",
         "client_allowed_sans is not supported",
     ),
-    "not YAML": ("basic_auth_users: [\n", "invalid YAML"),
+    "not YAML": ("basic_auth_users: [\n", "invalid YAML at line 2, column 1"),
+    "deeply nested": (f"basic_auth_users: {'[' * 5000}{']' * 5000}\n", "nested deeper than 32"),
     "not a mapping": ("- a\n- b\n", "the top level must be a mapping"),
 }
 
@@ -221,6 +222,7 @@ def test_invalid_configs_name_the_problem(case: str, pki: PKI) -> None:
         load_web_config(path)
     assert message in str(info.value)
     assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)  # one log line
 
 
 def run_exporter_once(*args: str) -> subprocess.CompletedProcess[str]:
@@ -244,6 +246,17 @@ def test_invalid_file_is_a_startup_error_without_traceback(tmp_path: Path) -> No
     )
     assert missing.returncode != 0
     assert "missing.yml: cannot read" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_deeply_nested_file_is_one_line_at_startup(tmp_path: Path) -> None:
+    deep = write(tmp_path / "web.yml", "basic_auth_users: " + "{a: " * 3000 + "}" * 3000 + "\n")
+    result = run_exporter_once(
+        f"--web.listen-address=127.0.0.1:{free_port()}", f"--web.config.file={deep}"
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"{deep}: invalid YAML at line 1, column " in result.stderr
+    assert "nested deeper than 32 levels" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_max_requests_flag_rejects_negative() -> None:
