@@ -7,7 +7,7 @@ import contextlib
 import threading
 import types
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,15 +47,50 @@ class CollectorContext:
         return self.option(name).lower() in {"1", "true", "yes", "on"}
 
 
+# Reports one item left out of a collection: ``skip(item, reason)``.
+SkipItem = Callable[[str, str], None]
+SKIP_EXAMPLES = 3  # reasons kept (and logged) per collection; the rest are only counted
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Items one collection left out as unreadable: how many, and the first reasons."""
+
+    count: int = 0
+    first: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        items = "item" if self.count == 1 else "items"
+        more = self.count - len(self.first)
+        rest = f"; and {more} more" if more > 0 else ""
+        return f"{self.count} unreadable {items} left out: {'; '.join(self.first)}{rest}"
+
+
 class Collector(ABC):
     """A source of metric families; ``collect`` runs off the event loop's hot path."""
 
     def __init__(self, ctx: CollectorContext) -> None:
         self.ctx = ctx
+        self._skipped = Skipped()
+        self._skip_lock = threading.Lock()  # a BlockingCollector skips from its own thread
 
     @abstractmethod
     async def collect(self) -> Sequence[Metric]:
         """Collect and return prometheus_client metric families."""
+
+    def skip(self, item: str, reason: str) -> None:
+        """Leave one unreadable item out of this collection; the framework counts and logs it."""
+        with self._skip_lock:
+            first = self._skipped.first
+            if len(first) < SKIP_EXAMPLES:
+                first = (*first, f"{item}: {reason}"[:300])
+            self._skipped = Skipped(self._skipped.count + 1, first)
+
+    def take_skipped(self) -> Skipped:
+        """Return the items skipped since the last call and start counting afresh."""
+        with self._skip_lock:
+            skipped, self._skipped = self._skipped, Skipped()
+        return skipped
 
 
 class BlockingCollector(Collector):
@@ -74,6 +109,7 @@ class BlockingCollector(Collector):
             raise CollectorError(
                 "the previous collection is still blocked (a hung read?); not starting another"
             )
+        self.take_skipped()  # a timed-out thread that finished late skipped for its own run
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Sequence[Metric]] = loop.create_future()
 

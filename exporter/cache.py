@@ -8,13 +8,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from cachetools import LRUCache
 from prometheus_client.metrics_core import Metric
 
-from collectors.base import Collector, NotApplicable
+from collectors.base import Collector, NotApplicable, Skipped
 from exporter.clock import Clock, system_clock
 from exporter.families import FamilyError, check_families, owned_prefixes
 
@@ -57,6 +57,7 @@ class CacheEntry:
     consecutive_failures: int = 0
     generation: int = 0
     series: int = 0
+    unreadable_items: int = 0
     refreshes: Counter[str] = field(default_factory=Counter)
     last_forced_at: float | None = None
     invalidations: int = 0
@@ -90,6 +91,7 @@ class Checked:
     families: tuple[Metric, ...]
     renders: dict[str, bytes]
     series: int
+    skipped: Skipped = field(default_factory=Skipped)
 
 
 class MetricCache:
@@ -158,9 +160,12 @@ class MetricCache:
         started = time.perf_counter()
         entry.last_attempt_at = self.clock()
         invalidations = entry.invalidations
+        entry.collector.take_skipped()  # left over from a collection that timed out
         try:
             async with asyncio.timeout(entry.timeout):
-                checked = await self.check(entry, tuple(await entry.collector.collect()))
+                families = tuple(await entry.collector.collect())
+                skipped = entry.collector.take_skipped()
+                checked = replace(await self.check(entry, families), skipped=skipped)
         except NotApplicable as exc:
             self._finish(entry, started, Result.NOT_APPLICABLE, str(exc) or "not applicable")
         except TimeoutError:
@@ -213,7 +218,10 @@ class MetricCache:
         if clash:
             raise FamilyError(clash)
         entry.families, entry.series = checked.families, checked.series
+        entry.unreadable_items = checked.skipped.count
         stamp(entry)
+        if checked.skipped.count:
+            log.warning("collector %s: %s", entry.name, checked.skipped)
         self._bump(entry)
         entry.rendered.update(checked.renders)
 
@@ -242,7 +250,7 @@ class MetricCache:
         elif result is Result.NOT_APPLICABLE:
             if entry.state is not State.NOT_APPLICABLE:
                 log.info("collector %s not applicable here: %s", entry.name, error)
-            entry.families, entry.series = (), 0
+            entry.families, entry.series, entry.unreadable_items = (), 0, 0
             entry.state, entry.last_error = State.NOT_APPLICABLE, error
             entry.expires_at = now + entry.interval
         else:

@@ -24,6 +24,8 @@ _GAUGES = {
     "collector.",
     "interval_seconds": "Configured refresh interval of the collector.",
     "cached_samples": "Number of samples in the collector's cached data.",
+    "unreadable_items": "Number of items the collector could not read and left out of its "
+    "cached data (the log names them).",
 }
 
 
@@ -42,6 +44,7 @@ def _gauge_values(entry: CacheEntry, now: float) -> dict[str, float | None]:
         "next_refresh_timestamp_seconds": entry.expires_at,
         "interval_seconds": entry.interval,
         "cached_samples": float(entry.series),
+        "unreadable_items": float(entry.unreadable_items),
     }
 
 

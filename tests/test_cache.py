@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+from collections.abc import Sequence
 
-from exporter.cache import State
-from tests.doubles import make_cache
+import pytest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from collectors.base import BlockingCollector, CollectorContext
+from exporter.cache import CacheEntry, MetricCache, State
+from exporter.clock import FakeClock
+from exporter.freshness import freshness_families
+from exporter.handlers.cache_api import entry_stats
+from tests.doubles import CountingCollector, make_cache
+from tests.exposition import value
 
 
 async def test_entry_expires_after_interval_on_the_fake_clock() -> None:
@@ -131,3 +143,103 @@ async def test_close_cancels_inflight_refreshes() -> None:
     await cache.close()
     assert task.cancelled() and cache.entries["a"].inflight is None
     assert cache.ensure_fresh(["a"]) == []
+
+
+class Skipping(CountingCollector):
+    """Leaves ``skips`` (item, reason) pairs out of each collection; can hang after them."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.skips: list[tuple[str, str]] = []
+        self.hang_after_skips = False
+
+    async def collect(self) -> Sequence[Metric]:
+        families = await super().collect()
+        for item, reason in self.skips:
+            self.skip(item, reason)
+        if self.hang_after_skips:
+            await asyncio.Event().wait()
+        return families
+
+
+class ThreadSkipping(BlockingCollector):
+    """A blocking collector that skips one item from its worker thread."""
+
+    def collect_blocking(self) -> Sequence[Metric]:
+        self.skip("row 2", f"odd row read in {threading.current_thread().name}")
+        return [GaugeMetricFamily("hw_test_rows", "Rows.", value=1.0)]
+
+
+def unreadable_gauge(cache: MetricCache, name: str) -> float | None:
+    families = freshness_families(list(cache.entries.values()), cache.clock())
+    return value(families, "hwcache_collector_unreadable_items", collector=name)
+
+
+async def test_skipped_items_are_counted_logged_once_and_the_rest_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    collector = Skipping("a")
+    collector.skips = [(f"dev{i}", f"reason {i}") for i in range(5)]
+    cache = MetricCache([CacheEntry("a", collector, 60.0, 5.0)], FakeClock())
+    with caplog.at_level(logging.INFO):
+        await cache.fresh(["a"], wait=5)
+    entry = cache.entries["a"]
+    assert entry.state is State.OK and entry.series == 3 and entry.unreadable_items == 5
+    assert unreadable_gauge(cache, "a") == 5
+    stats = entry_stats(entry, cache.clock())
+    assert (stats["status"], stats["unreadable_items"]) == ("ok", 5)
+    logged = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(logged) == 1, logged
+    assert logged[0].startswith("collector a: 5 unreadable items left out")
+    assert "dev0: reason 0" in logged[0] and "dev2: reason 2" in logged[0]
+    assert "dev3" not in logged[0] and "2 more" in logged[0]
+
+
+async def test_unreadable_items_follow_the_served_data() -> None:
+    collector = Skipping("a")
+    clock = FakeClock()
+    cache = MetricCache([CacheEntry("a", collector, 60.0, 5.0)], clock, error_retry_interval=30)
+    assert unreadable_gauge(cache, "a") == 0  # nothing collected yet: nothing left out
+    collector.skips = [("dev9", "garbled")]
+    await cache.fresh(["a"], wait=5)
+    clock.advance(61)
+    collector.fail = "bmc gone"  # a failed refresh keeps serving the data that skipped dev9
+    await cache.fresh(["a"], wait=5)
+    assert cache.entries["a"].status(clock.now) == "error" and unreadable_gauge(cache, "a") == 1
+    clock.advance(61)
+    collector.fail, collector.skips = None, []
+    await cache.fresh(["a"], wait=5)
+    assert cache.entries["a"].status(clock.now) == "ok" and unreadable_gauge(cache, "a") == 0
+    clock.advance(61)
+    collector.not_applicable = True
+    await cache.fresh(["a"], wait=5)
+    assert (
+        cache.entries["a"].status(clock.now) == "not_applicable"
+        and unreadable_gauge(cache, "a") == 0
+    )
+
+
+async def test_skips_of_a_timed_out_collection_do_not_count_for_the_next() -> None:
+    collector = Skipping("a")
+    clock = FakeClock()
+    cache = MetricCache([CacheEntry("a", collector, 60.0, 0.2)], clock)
+    collector.skips, collector.hang_after_skips = [("dev1", "garbled")], True
+    await cache.fresh(["a"], wait=5)
+    assert cache.entries["a"].refreshes["timeout"] == 1
+    clock.advance(61)
+    collector.skips, collector.hang_after_skips = [], False
+    await cache.fresh(["a"], wait=5)
+    entry = cache.entries["a"]
+    assert entry.state is State.OK and entry.unreadable_items == 0
+
+
+async def test_blocking_collector_skips_from_its_thread(caplog: pytest.LogCaptureFixture) -> None:
+    cache = MetricCache([CacheEntry("rows", ThreadSkipping(CollectorContext()), 60.0, 5.0)])
+    with caplog.at_level(logging.INFO):
+        await cache.fresh(["rows"], wait=5)
+    entry = cache.entries["rows"]
+    assert entry.state is State.OK and entry.series == 1 and entry.unreadable_items == 1
+    logged = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert logged == [
+        "collector rows: 1 unreadable item left out: row 2: odd row read in collect-ThreadSkipping"
+    ]

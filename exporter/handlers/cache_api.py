@@ -31,6 +31,7 @@ def entry_stats(entry: CacheEntry, now: float) -> dict[str, Any]:
         "consecutive_failures": entry.consecutive_failures,
         "refreshes": dict(sorted(entry.refreshes.items())),
         "series": entry.series,
+        "unreadable_items": entry.unreadable_items,
         "families": len(entry.families),
         "generation": entry.generation,
         "last_forced_at": entry.last_forced_at,
