@@ -85,7 +85,8 @@ class IpmiCollector(Collector):
             if not text.strip():
                 raise CollectorError(f"{what}: {reason}")
             log.warning("%s: %s; using the sensors it listed", what, reason)
-        readings = parse_sdr_elist(text) if source == "sdr" else parse_sensor_list(text)
+        parse = parse_sdr_elist if source == "sdr" else parse_sensor_list
+        readings = parse(text, self.skip)
         families = self._sensor_families(readings)
         if not _off(self.ctx.option("dcmi")):
             dcmi = await self._optional(["dcmi", "power", "reading"], deadline, parse_dcmi_power)
@@ -134,7 +135,7 @@ class IpmiCollector(Collector):
     async def _optional(
         self, args: list[str], deadline: float, parse: Callable[[str], T | None]
     ) -> T | None:
-        """Run a best-effort sub-command; failures are logged, never fatal."""
+        """Run a best-effort sub-command; failures are logged, unreadable output skipped."""
         what = "ipmitool " + " ".join(args)
         if self._budget(deadline) < 0.5:
             log.warning("%s skipped: collector timeout nearly used up", what)
@@ -148,9 +149,13 @@ class IpmiCollector(Collector):
                 level = logging.DEBUG if unsupported else logging.WARNING
                 log.log(level, "%s failed (%s); not exported", what, reason)
                 return None
-            return parse(text)
         except (CollectorError, NotApplicable) as exc:
             log.warning("%s failed (%s); not exported", what, exc)
+            return None
+        try:
+            return parse(text)
+        except CollectorError as exc:
+            self.skip(what, str(exc).removeprefix(f"{what}: "))
             return None
 
     @staticmethod

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from collectors.base import CollectorError
+from collectors.base import CollectorError, SkipItem
+from collectors.ipmi_states import THRESHOLD_STATES, discrete_severity
 
-NOMINAL, WARNING, CRITICAL = 0, 1, 2
-
-# Threshold status: `sensor` prints nc/cr/nr, `sdr elist` the lower/upper forms.
-THRESHOLD_STATES = {
-    "ok": NOMINAL,
-    "nc": WARNING,
-    "lnc": WARNING,
-    "unc": WARNING,
-    "cr": CRITICAL,
-    "lcr": CRITICAL,
-    "ucr": CRITICAL,
-    "nr": CRITICAL,
-    "lnr": CRITICAL,
-    "unr": CRITICAL,
-}
 NO_READING = {"na", "ns"}
 
 # Unit string as ipmitool prints it -> sensor type.
@@ -36,95 +23,23 @@ UNIT_TYPES = {
     "discrete": "discrete",
 }
 
-# Asserted discrete states (ipmitool's generic and sensor-specific event strings, lower
-# case) that mean trouble; every other state is nominal.
-DISCRETE_SEVERITY = {
-    **dict.fromkeys(
-        (
-            "failure detected",
-            "power supply ac lost",
-            "ac lost or out-of-range",
-            "ac lost",
-            "redundancy lost",
-            "non-redundant: insufficient resources",
-            "drive fault",
-            "in critical array",
-            "in failed array",
-            "ierr",
-            "thermal trip",
-            "frb1/bist failure",
-            "frb2/hang in post failure",
-            "frb3/processor startup/init failure",
-            "sm bios uncorrectable cpu-complex error",
-            "uncorrectable machine check exception",
-            "uncorrectable ecc",
-            "parity",
-            "memory scrub failed",
-            "critical overtemperature",
-            "soft-power control failure",
-            "transition to critical from less severe",
-            "transition to non-recoverable from less severe",
-            "transition to critical from non-recoverable",
-            "transition to non-recoverable",
-            "bus uncorrectable error",
-            "fatal nmi",
-            "bus fatal error",
-            "undetermined system hardware failure",
-            "run-time critical stop",
-        ),
-        CRITICAL,
-    ),
-    **dict.fromkeys(
-        (
-            "predictive failure",
-            "predictive failure asserted",
-            "ac out-of-range, but present",
-            "config error",
-            "configuration error",
-            "power supply inactive",
-            "redundancy degraded",
-            "redundancy degraded from fully redundant",
-            "redundancy degraded from non-redundant",
-            "non-redundant: sufficient from redundant",
-            "non-redundant: sufficient from insufficient",
-            "rebuild aborted",
-            "correctable ecc",
-            "correctable ecc logging limit reached",
-            "memory device disabled",
-            "throttled",
-            "correctable machine check error",
-            "transition to non-critical from ok",
-            "transition to non-critical from more severe",
-            "transition to degraded",
-            "install error",
-            "limit exceeded",
-            "performance lags",
-            "general chassis intrusion",
-            "drive bay intrusion",
-            "i/o card area intrusion",
-            "processor area intrusion",
-            "fan area intrusion",
-            "bus correctable error",
-            "bus degraded",
-            "log almost full",
-            "log full",
-            "fault status",
-        ),
-        WARNING,
-    ),
-}
-
 _ANALOG = re.compile(r"^(-?\d+(?:\.\d+)?)\s+(\S.*)$")
 
 
 @dataclass(frozen=True)
 class Reading:
-    """One sensor: name, type, value in base units (if analog) and state (if known)."""
+    """One sensor: name, type, value in base units (if analog), state (if known), SDR ids."""
 
     sensor: str
     type: str
     value: float | None
     state: int | None
+    entity: str = ""  # entity.instance, e.g. "3.1" (sdr elist only)
+    number: str = ""  # sensor number, e.g. "0Eh" (sdr elist only)
+
+
+class LineError(ValueError):
+    """One line of ipmitool output that cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -148,12 +63,6 @@ class SelInfo:
     overflow: bool | None
 
 
-def discrete_severity(states: str) -> int:
-    """Worst severity among comma-separated asserted states (unknown states are nominal)."""
-    parts = [p.strip().lower() for p in states.split(", ") if p.strip()]
-    return max((DISCRETE_SEVERITY.get(p, NOMINAL) for p in parts), default=NOMINAL)
-
-
 def _typed(unit: str, value: float) -> tuple[str, float]:
     # sdr elist truncates "value unit" to 15 characters, so match units by prefix.
     for name, kind in UNIT_TYPES.items():
@@ -164,81 +73,125 @@ def _typed(unit: str, value: float) -> tuple[str, float]:
     return "other", value
 
 
-def _fields(line: str, count: int, what: str, number: int) -> list[str]:
+def _fields(line: str, count: int) -> list[str]:
     fields = [f.strip() for f in line.split("|")]
     if len(fields) != count:
-        raise CollectorError(
-            f"unexpected {what} output at line {number}: expected {count} "
-            f"'|'-separated fields, got {len(fields)}: {line.strip()[:120]!r}"
+        raise LineError(
+            f"expected {count} '|'-separated fields, got {len(fields)}: {line.strip()[:120]!r}"
         )
     return fields
 
 
-def parse_sdr_elist(text: str) -> list[Reading]:
-    """Parse ``ipmitool sdr elist``: ``name | NNh | status | entity | reading``."""
-    readings = []
+def _number(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise LineError(f"sensor {name!r}: unexpected value {text[:40]!r}") from None
+    if not math.isfinite(value):
+        raise LineError(f"sensor {name!r}: value {text[:40]!r} out of range")
+    return value
+
+
+def _status(status: str, name: str) -> int:
+    if status not in THRESHOLD_STATES:
+        raise LineError(f"sensor {name!r}: unexpected status {status[:40]!r}")
+    return THRESHOLD_STATES[status]
+
+
+def _sdr_line(line: str) -> Reading | None:
+    name, number, status, entity, reading = _fields(line, 5)
+    if status in NO_READING:
+        return None
+    threshold = _status(status, name)
+    first, _, rest = reading.partition(", ")
+    match = _ANALOG.match(first)
+    if match:
+        kind, value = _typed(match.group(2), _number(match.group(1), name))
+        # An analog sensor may also assert discrete states.
+        state = max(threshold, discrete_severity(rest)) if rest else threshold
+        return Reading(name, kind, value, state, entity, number)
+    if status == "ok":
+        return Reading(name, "discrete", None, discrete_severity(reading), entity, number)
+    return Reading(name, "other", None, threshold, entity, number)  # no analog reading
+
+
+def _sensor_line(line: str) -> Reading | None:
+    name, value, unit, status = _fields(line, 10)[:4]
+    if unit == "discrete" or status in NO_READING or value in NO_READING:
+        # Discrete state bits mean nothing without the sensor type; use source=sdr.
+        return None
+    threshold = _status(status, name)
+    if value.startswith("0x"):
+        return Reading(name, "other", None, threshold)
+    kind, converted = _typed(unit, _number(value, name))
+    return Reading(name, kind, converted, threshold)
+
+
+def _parse_lines(
+    text: str, what: str, parse_line: Callable[[str], Reading | None], skip: SkipItem
+) -> list[Reading]:
+    """Readings of every line; an unreadable line is skipped, all of them unreadable fails."""
+    readings, read, unreadable = [], 0, ""
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        name, _, status, _, reading = _fields(line, 5, "ipmitool sdr elist", number)
-        if status in NO_READING:
-            continue
-        if status not in THRESHOLD_STATES:
-            raise CollectorError(
-                f"unexpected ipmitool sdr elist status {status!r} at line {number}"
-            )
-        first, _, rest = reading.partition(", ")
-        match = _ANALOG.match(first)
-        if match:
-            kind, value = _typed(match.group(2), float(match.group(1)))
-            state = THRESHOLD_STATES[status]
-            if rest:  # analog sensor that also asserts discrete states
-                state = max(state, discrete_severity(rest))
-            readings.append(Reading(name, kind, value, state))
-        elif status == "ok":
-            readings.append(Reading(name, "discrete", None, discrete_severity(reading)))
-        else:  # threshold sensor without analog reading
-            readings.append(Reading(name, "other", None, THRESHOLD_STATES[status]))
-    return unique_names(readings)
-
-
-def parse_sensor_list(text: str) -> list[Reading]:
-    """Parse ``ipmitool sensor``: ``name | value | unit | status | 6 thresholds``."""
-    readings = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        name, value, unit, status = _fields(line, 10, "ipmitool sensor", number)[:4]
-        if unit == "discrete" or status in NO_READING or value in NO_READING:
-            # Discrete state bits mean nothing without the sensor type; use source=sdr.
-            continue
-        if status not in THRESHOLD_STATES:
-            raise CollectorError(f"unexpected ipmitool sensor status {status!r} at line {number}")
         try:
-            number_value = float(value)
-        except ValueError:
-            if not value.startswith("0x"):
-                raise CollectorError(
-                    f"unexpected ipmitool sensor value {value!r} at line {number}"
-                ) from None
-            readings.append(Reading(name, "other", None, THRESHOLD_STATES[status]))
+            reading = parse_line(line)
+        except LineError as exc:
+            unreadable = unreadable or f"unexpected {what} output at line {number}: {exc}"
+            skip(f"{what} line {number}", str(exc))
             continue
-        kind, converted = _typed(unit, number_value)
-        readings.append(Reading(name, kind, converted, THRESHOLD_STATES[status]))
+        read += 1
+        if reading is not None:
+            readings.append(reading)
+    if unreadable and not read:
+        raise CollectorError(unreadable)
     return unique_names(readings)
+
+
+def parse_sdr_elist(text: str, skip: SkipItem) -> list[Reading]:
+    """Parse ``ipmitool sdr elist``: ``name | NNh | status | entity | reading``."""
+    return _parse_lines(text, "ipmitool sdr elist", _sdr_line, skip)
+
+
+def parse_sensor_list(text: str, skip: SkipItem) -> list[Reading]:
+    """Parse ``ipmitool sensor``: ``name | value | unit | status | 6 thresholds``."""
+    return _parse_lines(text, "ipmitool sensor", _sensor_line, skip)
 
 
 def unique_names(readings: list[Reading]) -> list[Reading]:
-    """Make repeated sensor names unique (``Temp``, ``Temp (2)``...) in listing order."""
-    totals = Counter(r.sensor for r in readings)
-    seen: Counter[str] = Counter()
-    result = []
-    for reading in readings:
-        seen[reading.sensor] += 1
-        if totals[reading.sensor] > 1 and seen[reading.sensor] > 1:
-            reading = replace(reading, sensor=f"{reading.sensor} ({seen[reading.sensor]})")
-        result.append(reading)
-    return result
+    """Give every sensor a name of its own, whatever names the BMC repeats.
+
+    Names listed once stay. A repeated name gets its entity id (``Temp (3.1)``), else its
+    sensor number (``Temp (0Eh)``), whichever tells the group apart, else a count in listing
+    order (``Temp``, ``Temp (2)``); a name that is already taken gets the next free count.
+    """
+    groups: dict[str, list[int]] = {}
+    for index, reading in enumerate(readings):
+        groups.setdefault(reading.sensor, []).append(index)
+    taken = set(groups)
+    names = [reading.sensor for reading in readings]
+    for name, indexes in groups.items():
+        if len(indexes) < 2:
+            continue
+        qualifiers = _qualifiers([readings[i] for i in indexes])
+        for index, qualifier in zip(indexes, qualifiers, strict=True):
+            if qualifier is None:
+                continue
+            candidate, count = f"{name} ({qualifier})", 2
+            while candidate in taken:
+                candidate, count = f"{name} ({count})", count + 1
+            taken.add(candidate)
+            names[index] = candidate
+    return [replace(r, sensor=n) for r, n in zip(readings, names, strict=True)]
+
+
+def _qualifiers(group: list[Reading]) -> list[str | None]:
+    """Per reading of a same-named group: entity, else sensor number, else listing order."""
+    for qualifiers in ([r.entity for r in group], [r.number for r in group]):
+        if all(qualifiers) and len(set(qualifiers)) == len(qualifiers):
+            return list(qualifiers)
+    return [None, *(str(n) for n in range(2, len(group) + 1))]
 
 
 def _watts(text: str, label: str) -> float:

@@ -5,20 +5,26 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.ipmi import IpmiCollector
-from collectors.ipmi_parse import parse_sdr_elist
+from collectors.ipmi_parse import Reading, parse_sdr_elist, unique_names
 from collectors.registry import load_all
 from exporter.main import drop_missing_tools
 from exporter.runner import CommandRunner
-from tests.exposition import Samples, key, samples, scrape
+from tests.exposition import Samples, exposition, key, samples, scrape
 from tests.processes import assert_gone
+from tests.prom import promtool
 from tests.support import REPO, fake_path, run_exporter
+from tests.unreadable import assert_unreadable
 
 FIXTURES = REPO / "tests" / "fixtures" / "ipmitool"
 # Units as ipmitool prints them -> the metric the collector must fill.
@@ -55,7 +61,7 @@ def fixture_rows(name: str) -> list[list[str]]:
 
 
 def with_duplicates(names: list[str]) -> list[str]:
-    """Repeated names get " (2)", " (3)"... in listing order, as the collector documents."""
+    """``ipmitool sensor`` has no entity: repeated names get " (2)", " (3)"... in order."""
     seen: dict[str, int] = {}
     result = []
     for name in names:
@@ -64,10 +70,19 @@ def with_duplicates(names: list[str]) -> list[str]:
     return result
 
 
+def with_entities(rows: list[list[str]]) -> list[str]:
+    """``sdr elist`` rows: a repeated name gets its entity id, "Temp (3.1)", "Temp (3.2)"."""
+    names = [r[0] for r in rows]
+    repeated = {n for n in names if names.count(n) > 1}
+    entities = [(r[0], r[3]) for r in rows if r[0] in repeated]
+    assert len(set(entities)) == len(entities)  # the fixture's repeated names differ in entity
+    return [f"{r[0]} ({r[3]})" if r[0] in repeated else r[0] for r in rows]
+
+
 def expected_sdr() -> tuple[Samples, dict[str, int], set[str]]:
     """Values and states the sdr elist fixtures imply, and the sensors without a reading."""
     rows = fixture_rows("sdr_elist_full.txt") + fixture_rows("sdr_elist_compact.txt")
-    names = with_duplicates([r[0] for r in rows])
+    names = with_entities(rows)
     expected: Samples = {}
     states: dict[str, int] = {}
     unread = set()
@@ -116,7 +131,7 @@ async def test_sdr_sensors_dcmi_and_sel_equal_the_fixtures() -> None:
         assert got[sample] == pytest.approx(value), sample
     for sensor, state in states.items():
         assert state_of(got, sensor) == state, sensor
-    assert {"Temp", "Temp (2)"} <= {dict(lab)["sensor"] for _, lab in got if lab}
+    assert {"Temp (3.1)", "Temp (3.2)"} <= {dict(lab)["sensor"] for _, lab in got if lab}
     for sensor in unread:  # "ns": no value and no state, never a made-up 0
         assert not [k for k in got if ("sensor", sensor) in k[1]], sensor
     assert state_of(got, "PS2 Status") == 2 and state_of(got, "FAN2") == 2
@@ -148,6 +163,7 @@ async def test_sensor_source_equals_the_fixture() -> None:
             checked += 1
         assert state_of(got, sensor) == THRESHOLD_STATE[status]
     assert checked >= 10
+    assert {"Temp", "Temp (2)"} <= {dict(lab)["sensor"] for _, lab in got if lab}
 
 
 async def test_unsupported_dcmi_is_not_an_error() -> None:
@@ -170,10 +186,18 @@ async def test_failing_sel_keeps_the_sensors(mode: str) -> None:
     assert state_of(got, "PS2 Status") == 2
 
 
-@pytest.mark.parametrize("mode", ["garbage", "truncated"])
-async def test_garbage_sensor_output_is_a_clear_error(mode: str) -> None:
-    with pytest.raises(CollectorError, match=r"unexpected ipmitool sdr elist output at line \d+"):
-        await collect(FAKE_IPMITOOL_MODE=mode)
+async def test_garbage_sensor_output_is_a_clear_error() -> None:
+    with pytest.raises(CollectorError, match=r"unexpected ipmitool sdr elist output at line 1: "):
+        await collect(FAKE_IPMITOOL_MODE="garbage")
+
+
+async def test_truncated_output_skips_the_cut_line_and_keeps_the_rest() -> None:
+    collector = IpmiCollector(CollectorContext(runner=runner(FAKE_IPMITOOL_MODE="sdr:truncated")))
+    got = samples(await collector.collect())
+    skipped = collector.take_skipped()
+    assert skipped.count == 1 and "expected 5 '|'-separated fields" in skipped.first[0]
+    assert got[key("hw_ipmi_temperature_celsius", sensor="CPU1 Temp")] == 48
+    assert got[key("hw_ipmi_power_watts", sensor="PS1 Input Power")] == 312
 
 
 async def test_permission_denied_names_root_or_device_access() -> None:
@@ -228,7 +252,9 @@ def test_parser_units_and_unknown_states() -> None:
         "Long Reading     | 06h | ok  |  7.1 | -12.34 degrees \n"
         "Watchdog         | 07h | ok  |  7.1 | Transition to Running\n"
     )
-    exhaust, long_reading, watchdog = parse_sdr_elist(text)
+    skipped: list[tuple[str, str]] = []
+    exhaust, long_reading, watchdog = parse_sdr_elist(text, lambda *item: skipped.append(item))
+    assert skipped == []
     assert exhaust.type == "temperature" and exhaust.value == pytest.approx(40.0)
     assert (long_reading.type, long_reading.value) == ("temperature", -12.34)
     assert (watchdog.type, watchdog.state) == ("discrete", 0)
@@ -248,3 +274,173 @@ def test_end_to_end_through_the_exporter(tmp_path: Path) -> None:
     assert got[key("hw_ipmi_sel_entries")] == int(sel_fixture()["Entries"])
     dcmi = dcmi_fixture()["Instantaneous power reading"]
     assert got[key("hw_ipmi_dcmi_power_consumption_watts")] == dcmi
+
+
+def fixture_copy(tmp_path: Path, changes: dict[str, str]) -> Path:
+    """A copy of the ipmitool fixtures with some files' text replaced."""
+    folder = tmp_path / "ipmitool"
+    shutil.copytree(FIXTURES, folder)
+    for name, text in changes.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def exposed_series(text: str) -> list[tuple[str, frozenset[tuple[str, str]]]]:
+    """Every sample's (name, labels) in a text exposition, duplicates included."""
+    families = text_string_to_metric_families(text)
+    return [(s.name, frozenset(s.labels.items())) for f in families for s in f.samples]
+
+
+# A third "Temp" with the entity and number of the first, and names the suffixes could take.
+CRAFTED_SDR = (
+    "Temp             | 0Eh | ok  |  3.1 | 44 degrees C\n"
+    "Temp (2)         | 20h | ok  |  7.1 | 30 degrees C\n"
+    "Temp (3.1)       | 21h | ok  |  7.1 | 31 degrees C\n"
+    "Temp (0Eh)       | 22h | ok  |  7.1 | 32 degrees C\n"
+)
+CRAFTED_SENSOR = "".join(
+    f"{name:<17}| {value:<11}| degrees C  | ok    " + "| na        " * 6 + "\n"
+    for name, value in (("Temp", "44.000"), ("Temp (2)", "30.000"), ("Temp (3)", "31.000"))
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "extra"),
+    [("sdr", "sdr_elist_full.txt", CRAFTED_SDR), ("sensor", "sensor.txt", CRAFTED_SENSOR)],
+)
+async def test_repeated_names_never_share_a_series(
+    tmp_path: Path, source: str, name: str, extra: str
+) -> None:
+    text = (FIXTURES / name).read_text() + extra
+    folder = fixture_copy(tmp_path, {name: text})
+    ctx = CollectorContext(
+        runner=runner(FAKE_IPMITOOL_FIXTURES=str(folder)), options={"source": source}
+    )
+    body = exposition(await IpmiCollector(ctx).collect())
+    series = exposed_series(body.decode())
+    assert len(series) == len(set(series)), sorted(s for s in series if series.count(s) > 1)
+    temperatures = [
+        v for (n, _), v in samples(body.decode()).items() if n == "hw_ipmi_temperature_celsius"
+    ]
+    rows = [[f.strip() for f in line.split("|")] for line in text.splitlines() if line.strip()]
+    if source == "sdr":
+        listed = [float(r[4].split()[0]) for r in rows if r[4].endswith(" degrees C")]
+    else:
+        listed = [float(r[1]) for r in rows if r[2] == "degrees C"]
+    assert sorted(temperatures) == sorted(listed)  # none dropped, none doubled
+    lint = promtool("check", "metrics", stdin=body)
+    assert (lint.returncode, lint.stdout, lint.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (
+            [("Temp", "", ""), ("Temp", "", ""), ("Temp (2)", "", "")],
+            ["Temp", "Temp (3)", "Temp (2)"],
+        ),
+        (
+            [("Temp", "3.1", "0Eh"), ("Temp", "3.1", "0Fh"), ("Temp (0Fh)", "7.1", "10h")],
+            ["Temp (0Eh)", "Temp (2)", "Temp (0Fh)"],
+        ),
+        ([("Temp", "3.1", "0Eh"), ("Temp", "3.2", "0Fh")], ["Temp (3.1)", "Temp (3.2)"]),
+    ],
+)
+def test_unique_names_examples(names: list[tuple[str, str, str]], expected: list[str]) -> None:
+    readings = [Reading(n, "temperature", 1.0, 0, entity, number) for n, entity, number in names]
+    assert [r.sensor for r in unique_names(readings)] == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["Temp", "Temp (2)", "Temp (3)", "Temp (3.1)", "Temp (0Eh)", "Temp (2) (2)"]
+            ),
+            st.sampled_from(["", "3.1", "3.2"]),
+            st.sampled_from(["", "0Eh", "0Fh", "2"]),
+        ),
+        max_size=12,
+    )
+)
+def test_unique_names_whatever_the_input(names: list[tuple[str, str, str]]) -> None:
+    readings = [Reading(n, "temperature", 1.0, 0, entity, number) for n, entity, number in names]
+    result = [r.sensor for r in unique_names(readings)]
+    assert len(result) == len(set(result)) == len(readings)
+    assert result == [r.sensor for r in unique_names(readings)]  # deterministic
+    listed = [n for n, _, _ in names]
+    for original, renamed in zip(listed, result, strict=True):
+        assert renamed == original if listed.count(original) == 1 else renamed.startswith(original)
+
+
+SDR_BAD_LINES = {
+    4: "FAN9             | 44h | ok\n",  # cut short
+    7: "FAN8             | 45h | weird | 29.5 | 100 RPM\n",  # unknown status
+}
+
+
+def with_lines(name: str, lines: dict[int, str]) -> str:
+    """A fixture's text with ``lines`` inserted before the given 0-based line numbers."""
+    text = (FIXTURES / name).read_text().splitlines(keepends=True)
+    for index in sorted(lines, reverse=True):
+        text.insert(index, lines[index])
+    return "".join(text)
+
+
+async def test_unreadable_sdr_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    folder = fixture_copy(
+        tmp_path, {"sdr_elist_full.txt": with_lines("sdr_elist_full.txt", SDR_BAD_LINES)}
+    )
+    collector = IpmiCollector(CollectorContext(runner=runner(FAKE_IPMITOOL_FIXTURES=str(folder))))
+    got = samples(await collector.collect())
+    expected, states, _ = expected_sdr()
+    for sample, reading in expected.items():
+        assert got[sample] == pytest.approx(reading), sample
+    for sensor, state in states.items():
+        assert state_of(got, sensor) == state, sensor
+    assert not [k for k in got if ("sensor", "FAN8") in k[1] or ("sensor", "FAN9") in k[1]]
+    skipped = collector.take_skipped()
+    assert skipped.count == 2
+    assert skipped.first[0].startswith("ipmitool sdr elist line 5: expected 5 '|'-separated")
+    assert skipped.first[1] == "ipmitool sdr elist line 9: sensor 'FAN8': unexpected status 'weird'"
+
+
+async def test_unreadable_sensor_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    bad = {
+        2: "FAN9             | fast       | RPM        | ok    " + "| na        " * 6 + "\n",
+        3: "FAN8             | 1e999      | RPM        | ok    " + "| na        " * 6 + "\n",
+    }
+    folder = fixture_copy(tmp_path, {"sensor.txt": with_lines("sensor.txt", bad)})
+    ctx = CollectorContext(
+        runner=runner(FAKE_IPMITOOL_FIXTURES=str(folder)), options={"source": "sensor"}
+    )
+    collector = IpmiCollector(ctx)
+    got = samples(await collector.collect())
+    assert got[key("hw_ipmi_fan_speed_rpm", sensor="FAN1")] == 4200
+    assert not [k for k in got if ("sensor", "FAN8") in k[1] or ("sensor", "FAN9") in k[1]]
+    skipped = collector.take_skipped()
+    assert skipped.count == 2 and "unexpected value 'fast'" in skipped.first[0]
+    assert "'1e999' out of range" in skipped.first[1]
+
+
+async def test_unreadable_sel_output_is_an_unreadable_item() -> None:
+    collector = IpmiCollector(CollectorContext(runner=runner(FAKE_IPMITOOL_MODE="sel:garbage")))
+    got = samples(await collector.collect())
+    assert not [k for k in got if k[0].startswith("hw_ipmi_sel")]
+    assert got[key("hw_ipmi_fan_speed_rpm", sensor="FAN1")] == 4200
+    skipped = collector.take_skipped()
+    assert skipped.count == 1 and skipped.first[0].startswith("ipmitool sel info: ")
+
+
+def test_unreadable_line_through_the_exporter(tmp_path: Path) -> None:
+    folder = fixture_copy(
+        tmp_path, {"sdr_elist_full.txt": with_lines("sdr_elist_full.txt", SDR_BAD_LINES)}
+    )
+    args = ["--collector.disable-defaults", "--collector.ipmi"]
+    env = {"FAKE_IPMITOOL_FIXTURES": str(folder)}
+    with run_exporter(args, tmp_path, env=env) as exporter:
+        assert_unreadable(exporter, "ipmi", 2, "ipmitool sdr elist line 5", "FAN8")
+        got = scrape(exporter)
+    assert got[key("hw_ipmi_fan_speed_rpm", sensor="FAN1")] == 4200
+    assert got[key("hw_ipmi_temperature_celsius", sensor="Temp (3.2)")] == 43
