@@ -14,6 +14,7 @@ from collectors.base import (
     BlockingCollector,
     CollectorError,
     NotApplicable,
+    SkipItem,
     read_number,
     read_text,
 )
@@ -43,6 +44,8 @@ BLOCKS = re.compile(r"^(\d+) blocks\b")
 STATUS = re.compile(r"\[(\d+)/(\d+)\]\s+\[([U_]+)\]")
 SYNC = re.compile(r"\b(recovery|resync|check|reshape)\s*=\s*(?:[\d.]+%\s*\((\d+)/(\d+)\)|(\w+))")
 SYNC_STATE = {"recovery": "recovering", "resync": "resync", "check": "check", "reshape": "reshape"}
+# Block and sector counts are 64-bit in the kernel; anything larger is not a count.
+MAX_COUNT = 2**64
 
 
 @dataclass
@@ -64,11 +67,18 @@ class Array:
     lines: list[str] = field(default_factory=list)
 
 
+def count(digits: str) -> int:
+    """A block or disk count from mdstat; ValueError past what the kernel can count."""
+    if len(digits) > 20 or int(digits) >= MAX_COUNT:
+        raise ValueError(f"number out of range: {digits[:20]}...")
+    return int(digits)
+
+
 def parse_device_line(device: str, text: str) -> Array:
     """``active (auto-read-only) raid1 sda1[0] sdb1[1](F)`` -> state, level, member counts."""
     words = text.split()
     if words[0] not in ("active", "inactive"):
-        raise CollectorError(f"mdstat: unexpected state {words[0]!r} for {device}")
+        raise ValueError(f"unexpected state {words[0][:40]!r}")
     array = Array(device, active=words[0] == "active")
     array.state = "active" if array.active else "inactive"
     for word in words[1:]:
@@ -82,7 +92,7 @@ def parse_device_line(device: str, text: str) -> Array:
         elif array.level == "unknown" and array.members == 0:
             array.level = word
         else:
-            raise CollectorError(f"mdstat: unexpected word {word!r} for {device}")
+            raise ValueError(f"unexpected word {word[:40]!r}")
     return array
 
 
@@ -91,12 +101,12 @@ def finish(array: Array) -> Array:
     if array.lines:
         blocks = BLOCKS.match(array.lines[0])
         if blocks is None:
-            raise CollectorError(f"mdstat: expected '<n> blocks' after {array.device}")
-        array.blocks = int(blocks.group(1))
+            raise ValueError(f"expected '<n> blocks', got {array.lines[0][:40]!r}")
+        array.blocks = count(blocks.group(1))
     status = STATUS.search(array.lines[0]) if array.lines else None
     working = array.members - array.failed - array.spare
     if status:
-        array.required, array.in_sync = int(status.group(1)), int(status.group(2))
+        array.required, array.in_sync = count(status.group(1)), count(status.group(2))
         array.down = status.group(3).count("_")
     elif array.level in STRIPED:
         array.required, array.in_sync, array.down = working, working, 0
@@ -111,24 +121,37 @@ def finish(array: Array) -> Array:
         array.state = SYNC_STATE[sync.group(1)]
         done, total = sync.group(2), sync.group(3)
         # resync=DELAYED / resync=PENDING: the pass has not started yet.
-        array.sync_ratio = int(done) / int(total) if done and total and int(total) else 0.0
+        array.sync_ratio = count(done) / count(total) if done and total and count(total) else 0.0
     return array
 
 
-def parse_mdstat(text: str) -> list[Array]:
-    """Every array in /proc/mdstat."""
-    arrays: list[Array] = []
-    current: Array | None = None
+def parse_mdstat(text: str, skip: SkipItem) -> list[Array]:
+    """Every readable array in /proc/mdstat; an odd one is skipped, all of them odd fails."""
+    stanzas: list[tuple[str, str, list[str]]] = []
+    lines: list[str] | None = None
     for line in text.splitlines():
         match = DEVICE_LINE.match(line)
         if match:
-            current = parse_device_line(match.group(1), match.group(2))
-            arrays.append(current)
+            lines = []
+            stanzas.append((match.group(1), match.group(2), lines))
         elif not line.strip() or not line[0].isspace():
-            current = None  # blank line, "Personalities", "unused devices"
-        elif current is not None and not line.strip().startswith("bitmap:"):
-            current.lines.append(line.strip())
-    return [finish(array) for array in arrays]
+            lines = None  # blank line, "Personalities", "unused devices"
+        elif lines is not None and not line.strip().startswith("bitmap:"):
+            lines.append(line.strip())
+    arrays, first = [], ""
+    for device, head, body in stanzas:
+        try:
+            if any(a.device == device for a in arrays):
+                raise ValueError("listed twice (the first one is kept)")
+            array = parse_device_line(device, head)
+            array.lines = body
+            arrays.append(finish(array))
+        except ValueError as exc:
+            first = first or f"{device}: {exc}"
+            skip(device, str(exc))
+    if first and not arrays:
+        raise CollectorError(f"mdstat: {first}")
+    return arrays
 
 
 def one_hot(family: GaugeMetricFamily, device: str, current: str, states: Sequence[str]) -> None:
@@ -156,7 +179,7 @@ class MdraidCollector(BlockingCollector):
             raise CollectorError(f"cannot read {mdstat}")
         if not text.startswith("Personalities"):
             raise CollectorError(f"{mdstat}: unexpected format (no 'Personalities' header)")
-        arrays = parse_mdstat(text)
+        arrays = parse_mdstat(text, self.skip)
         if not arrays:
             raise NotApplicable("no md arrays in mdstat")
         return self.families(arrays, self.ctx.sysfs / "block")

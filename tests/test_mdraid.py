@@ -13,6 +13,7 @@ from collectors.mdraid import MdraidCollector
 from collectors.registry import load_all
 from tests.exposition import Samples, exposition, key, samples, scrape
 from tests.support import PROCFS, SYSFS, run_exporter
+from tests.unreadable import assert_unreadable
 
 MDSTAT = (PROCFS / "mdstat").read_text()
 STATES = ("active", "inactive", "recovering", "resync", "check", "reshape")
@@ -236,3 +237,39 @@ def test_exporter_honours_procfs_path(tmp_path: Path) -> None:
         if status_match and not (SYSFS / "block" / device).exists():
             missing = int(status_match.group(1)) - int(status_match.group(2))
             assert value(got, "hw_mdraid_degraded", device) == missing, device
+
+
+# Inserted after the fixture's first array (md3): an unknown state, a size past any float,
+# md3 again.
+ODD_ARRAYS = (
+    "md50 : rebuilding raid1 sda5[0] sdb5[1]\n      1024 blocks [2/2] [UU]\n\n"
+    "md51 : active raid1 sda6[0] sdb6[1]\n      " + "9" * 400 + " blocks [2/2] [UU]\n\n"
+    "md3 : active raid1 sdx1[0] sdy1[1]\n      1024 blocks [2/2] [UU]\n\n"
+)
+
+
+def with_odd_arrays(root: Path) -> Path:
+    first = MDSTAT.index("\nmd127 ")
+    return write_mdstat(root, MDSTAT[: first + 1] + ODD_ARRAYS + MDSTAT[first + 1 :])
+
+
+async def test_odd_arrays_are_skipped_and_counted_the_rest_kept(tmp_path: Path) -> None:
+    collector = MdraidCollector(CollectorContext(procfs=with_odd_arrays(tmp_path), sysfs=SYSFS))
+    got = samples(await collector.collect())  # in the collector's worker thread
+    assert got == samples(render())  # every other array exactly as without the odd ones
+    skipped = collector.take_skipped()
+    assert skipped.count == 3
+    assert skipped.first[0] == "md50: unexpected state 'rebuilding'"
+    assert skipped.first[1].startswith("md51: number out of range: 999")
+    assert skipped.first[2] == "md3: listed twice (the first one is kept)"
+
+
+def test_odd_arrays_through_the_exporter(tmp_path: Path) -> None:
+    procfs = with_odd_arrays(tmp_path / "proc")
+    args = ["--collector.disable-defaults", "--collector.mdraid"]
+    args += [f"--path.procfs={procfs}", f"--path.sysfs={SYSFS}"]
+    with run_exporter(args, tmp_path) as exporter:
+        assert_unreadable(exporter, "mdraid", 3, "md50: unexpected state", "md51: number")
+        got = scrape(exporter)
+    assert value(got, "hw_mdraid_state", "md127", state="active") == 1
+    assert not [labels for _, labels in got if ("device", "md50") in labels]
