@@ -131,7 +131,8 @@ def _parse_lines(
     text: str, what: str, parse_line: Callable[[str], Reading | None], skip: SkipItem
 ) -> list[Reading]:
     """Readings of every line; an unreadable line is skipped, all of them unreadable fails."""
-    readings, read, unreadable = [], 0, ""
+    readings: list[Reading] = []
+    read, unreadable = 0, ""
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue

@@ -138,7 +138,8 @@ def parse_mdstat(text: str, skip: SkipItem) -> list[Array]:
             lines = None  # blank line, "Personalities", "unused devices"
         elif lines is not None and not line.strip().startswith("bitmap:"):
             lines.append(line.strip())
-    arrays, first = [], ""
+    arrays: list[Array] = []
+    first = ""
     for device, head, body in stanzas:
         try:
             if any(a.device == device for a in arrays):
