@@ -13,11 +13,11 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorContext, CollectorError, NotApplicable
 from collectors.registry import CollectorOption, register
+from collectors.smart_families import build_families
 from collectors.smart_parse import (
     PRIVILEGE_HINT,
     Device,
     DeviceResult,
-    build_families,
     classify,
     device_label,
     parse_scan,
@@ -108,7 +108,7 @@ class SmartCollector(Collector):
             raise CollectorError(_summary(failed))
         for result in failed:
             log.warning("smart: device %s could not be read: %s", result.device, result.error)
-        return build_families(results, self._nvme_health())
+        return build_families(results, self._nvme_health(), self.skip)
 
     def _remember(self, result: DeviceResult) -> DeviceResult:
         if result.doc is not None:

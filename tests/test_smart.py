@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -19,11 +20,14 @@ from prometheus_client.metrics_core import Metric
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.registry import load_all
 from collectors.smart import SmartCollector
+from collectors.smart_families import build_families
+from collectors.smart_parse import classify
 from exporter.main import drop_missing_tools
 from exporter.runner import CommandRunner
 from tests.exposition import key, scrape, value
 from tests.processes import no_orphans_after
 from tests.support import FAKES, SMARTCTL, fake_path, run_exporter
+from tests.unreadable import assert_unreadable
 
 FIXTURES = sorted(SMARTCTL.glob("*.json"))
 # The fakes run under this interpreter: much faster to start than a pyenv shim.
@@ -342,3 +346,94 @@ def test_end_to_end_through_the_exporter(tmp_path: Path) -> None:
         )
         assert got[key("hw_smart_exit_status", device=dev)] == doc["smartctl"]["exit_status"]
         assert got[key("hw_smart_power_on_seconds", device=dev)] == expected_power_on(doc)
+
+
+HUGE = 10**400  # written as a 401-digit integer literal; beyond any float
+DISKS = ("HGST_HUS724020ALE640_28", "HITACHI_H109060SESUN600G_9", "SAMSUNG_MZVL21T0HCLR-00B00_24")
+
+
+def with_huge_raw_value(tmp_path: Path) -> Path:
+    """Copies of three fixtures; the first's Spin_Up_Time (id 3) raw value is ``HUGE``."""
+    folder = tmp_path / "smartctl"
+    folder.mkdir()
+    for stem in DISKS:
+        shutil.copy(SMARTCTL / f"{stem}.json", folder)
+    doc = load(DISKS[0])
+    (attr,) = [a for a in doc["ata_smart_attributes"]["table"] if a["id"] == 3]
+    attr["raw"]["value"] = HUGE
+    (folder / f"{DISKS[0]}.json").write_text(json.dumps(doc))
+    assert "1" + "0" * 400 in (folder / f"{DISKS[0]}.json").read_text()
+    return folder
+
+
+async def test_value_beyond_float_range_is_skipped_and_counted(tmp_path: Path) -> None:
+    folder = with_huge_raw_value(tmp_path)
+    options = {"devices": ",".join(DISKS), "workers": "3"}
+    ctx = CollectorContext(runner=runner(FAKE_SMARTCTL_FIXTURES=str(folder)), options=options)
+    collector = SmartCollector(ctx)
+    fams = await collector.collect()
+    dev, doc = DISKS[0], load(DISKS[0])
+    spin_up = {"device": dev, "attribute_id": "3", "attribute_name": "Spin_Up_Time"}
+    assert value(fams, "hw_smart_attribute_raw", **spin_up) is None
+    assert value(fams, "hw_smart_attribute_value", **spin_up) is not None
+    assert value(fams, "hw_smart_device_readable", device=dev) == 1
+    assert value(fams, "hw_smart_status_passed", device=dev) == doc["smart_status"]["passed"]
+    for attr in doc["ata_smart_attributes"]["table"]:
+        if attr["id"] != 3:
+            ids = {"device": dev, "attribute_id": str(attr["id"]), "attribute_name": attr["name"]}
+            assert value(fams, "hw_smart_attribute_raw", **ids) == attr["raw"]["value"]
+    for other in DISKS[1:]:
+        passed = load(other)["smart_status"]["passed"]
+        assert value(fams, "hw_smart_status_passed", device=other) == passed
+    skipped = collector.take_skipped()
+    assert skipped.count == 1
+    assert skipped.first == (
+        f"{dev} attribute 3 Spin_Up_Time raw: an integer of 1329 bits does not fit a float",
+    )
+
+
+def test_odd_exit_status_in_the_json_falls_back_to_the_process_status() -> None:
+    doc = load(DISKS[0])
+    doc["smartctl"]["exit_status"] = HUGE
+    result = classify("sda", 4, json.dumps(doc).encode(), b"")
+    assert (result.readable, result.exit_status) == (True, 4)
+
+
+def test_value_beyond_float_range_through_the_exporter(tmp_path: Path) -> None:
+    env = {
+        "PATH": PATH,
+        "FAKE_SMARTCTL_FIXTURES": str(with_huge_raw_value(tmp_path)),
+        "FAKE_SMARTCTL_DEVICES": "all",
+    }
+    args = ["--collector.disable-defaults", "--collector.smart"]
+    with run_exporter(args, tmp_path, env=env) as exporter:
+        assert_unreadable(exporter, "smart", 1, "attribute 3 Spin_Up_Time raw", "1329 bits")
+        got = scrape(exporter)
+    devices = {dict(labels)["device"] for n, labels in got if n == "hw_smart_status_passed"}
+    assert len(devices) == len(DISKS)
+
+
+def test_scaled_overflow_and_repeated_attribute_are_skipped() -> None:
+    doc = load(DISKS[0])
+    table = doc["ata_smart_attributes"]["table"]
+    table.append({**table[0], "value": 1})  # the same id and name again
+    doc["scsi_error_counter_log"] = {"read": {"gigabytes_processed": "1e300"}}
+    skipped: list[tuple[str, str]] = []
+    result = classify("sda", 0, json.dumps(doc).encode(), b"")
+    fams = build_families([result], False, lambda *item: skipped.append(item))
+    first = {
+        "device": "sda",
+        "attribute_id": str(table[0]["id"]),
+        "attribute_name": table[0]["name"],
+    }
+    assert value(fams, "hw_smart_attribute_value", **first) == table[0]["value"]
+    processed = value(fams, "hw_smart_scsi_processed_bytes_total", device="sda", operation="read")
+    assert processed is None
+    assert skipped == [
+        (
+            f"sda attribute {first['attribute_id']} {first['attribute_name']}",
+            "listed twice (the first one is kept)",
+        ),
+        ("sda hw_smart_scsi_processed_bytes_total read", "inf is not a finite number"),
+    ]
+    assert len([s for f in fams for s in f.samples if s.labels == first]) == 4

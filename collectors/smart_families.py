@@ -1,0 +1,205 @@
+"""Metric families from smartctl results (parsed by collectors/smart_parse.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from collectors.base import SkipItem
+from collectors.smart_parse import DeviceResult, Unreadable, finite, number, section, text
+
+DATA_UNIT = 1000 * 512  # NVMe data units
+
+
+def power_on_seconds(doc: dict[str, Any]) -> float | None:
+    """Power-on time in seconds from ``power_on_time.{hours,minutes}``."""
+    hours = number(doc, "power_on_time", "hours")
+    if hours is None:
+        return None
+    return hours * 3600 + (number(doc, "power_on_time", "minutes") or 0) * 60
+
+
+def power_cycles(doc: dict[str, Any]) -> float | None:
+    """ATA/NVMe power cycle count, or SCSI accumulated start-stop cycles."""
+    value = number(doc, "power_cycle_count")
+    if value is None:
+        value = number(doc, "scsi_start_stop_cycle_counter", "accumulated_start_stop_cycles")
+    return value
+
+
+def capacity_bytes(doc: dict[str, Any]) -> float | None:
+    """User capacity (ATA/SCSI/NVMe namespace) or total NVM capacity."""
+    value = number(doc, "user_capacity", "bytes")
+    return value if value is not None else number(doc, "nvme_total_capacity")
+
+
+def _gauge(name: str, doc: str, labels: Sequence[str] = ("device",)) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=list(labels))
+
+
+def _counter(name: str, doc: str, labels: Sequence[str] = ("device",)) -> CounterMetricFamily:
+    return CounterMetricFamily(name.removesuffix("_total"), doc, labels=list(labels))
+
+
+Extractor = Callable[[dict[str, Any]], float | None]
+Spec = tuple[str, str | Extractor, float, str]
+NV = "nvme_smart_health_information_log"
+ST = "ata_smart_self_test_log.standard"
+EL = "ata_smart_error_log.summary"
+# (name, dotted JSON path or extractor, scale, help); a name ending in _total is a counter.
+SCALARS: tuple[Spec, ...] = (
+    ("hw_smart_status_passed", "smart_status.passed", 1, "1 if the SMART health check passed."),
+    ("hw_smart_temperature_celsius", "temperature.current", 1, "Current drive temperature."),
+    ("hw_smart_temperature_trip_celsius", "temperature.drive_trip", 1, "SCSI trip temperature."),
+    ("hw_smart_power_on_seconds", power_on_seconds, 1, "Power-on time (hour resolution)."),
+    ("hw_smart_power_cycles_total", power_cycles, 1, "Power cycles (SCSI: start-stop cycles)."),
+    ("hw_smart_capacity_bytes", capacity_bytes, 1, "User capacity."),
+    ("hw_smart_rotation_rate_rpm", "rotation_rate", 1, "Rotation rate; 0 for solid state."),
+    ("hw_smart_error_log_errors_total", f"{EL}.count", 1, "Errors in the ATA error log."),
+    ("hw_smart_self_test_log_entries", f"{ST}.count", 1, "Entries in the ATA self-test log."),
+    ("hw_smart_self_test_log_errors", f"{ST}.error_count_total", 1, "Failed ATA self-tests."),
+    ("hw_smart_scsi_grown_defects", "scsi_grown_defect_list", 1, "SCSI grown defect list size."),
+    (
+        "hw_smart_scsi_load_unload_cycles_total",
+        "scsi_start_stop_cycle_counter.accumulated_load_unload_cycles",
+        1,
+        "SCSI accumulated load-unload cycles.",
+    ),
+)
+# hw_smart_nvme_<name>, only when the nvme collector does not cover them (docs/collectors/nvme.md).
+NVME_SCALARS: tuple[tuple[str, str, float, str], ...] = (
+    ("critical_warning", "critical_warning", 1, "critical warning bits."),
+    ("available_spare_ratio", "available_spare", 0.01, "available spare (0-1)."),
+    ("available_spare_threshold_ratio", "available_spare_threshold", 0.01, "spare threshold."),
+    ("percentage_used_ratio", "percentage_used", 0.01, "endurance used (may exceed 1)."),
+    ("data_read_bytes_total", "data_units_read", DATA_UNIT, "data read."),
+    ("data_written_bytes_total", "data_units_written", DATA_UNIT, "data written."),
+    ("media_errors_total", "media_errors", 1, "media and data integrity errors."),
+    ("unsafe_shutdowns_total", "unsafe_shutdowns", 1, "unsafe shutdowns."),
+    ("error_log_entries_total", "num_err_log_entries", 1, "error information log entries."),
+)
+ATTRIBUTES = (
+    ("value", "value", "normalized value"),
+    ("worst", "worst", "worst normalized value"),
+    ("threshold", "thresh", "failure threshold"),
+    ("raw", "raw.value", "raw value"),
+)
+SCSI_COUNTERS = (
+    ("hw_smart_scsi_errors_corrected_total", "total_errors_corrected", 1, "corrected errors."),
+    (
+        "hw_smart_scsi_errors_uncorrected_total",
+        "total_uncorrected_errors",
+        1,
+        "uncorrected errors.",
+    ),
+    ("hw_smart_scsi_processed_bytes_total", "gigabytes_processed", 1e9, "bytes processed."),
+)
+
+
+def _at(path: str, scale: float = 1) -> Extractor:
+    """The number at a dotted JSON ``path``, scaled."""
+    keys = path.split(".")
+    return lambda data: None if (v := number(data, *keys)) is None else v * scale
+
+
+def _scalar(spec: Spec) -> tuple[str, GaugeMetricFamily | CounterMetricFamily, Extractor]:
+    name, source, scale, doc = spec
+    family = _counter(name, doc) if name.endswith("_total") else _gauge(name, doc)
+    return name, family, _at(source, scale) if isinstance(source, str) else source
+
+
+def _read(extract: Extractor, data: Any, item: str, skip: SkipItem) -> float | None:
+    """``extract(data)``; a number no float can hold is skipped as unreadable (``None``)."""
+    try:
+        value = extract(data)
+        return None if value is None else finite(value)
+    except Unreadable as exc:
+        skip(item, str(exc))
+        return None
+
+
+def _info_labels(doc: dict[str, Any]) -> dict[str, str]:
+    dev = section(doc, "device")
+    return {
+        "model_family": text(doc, "model_family"),
+        "model": text(doc, "model_name", "scsi_model_name"),
+        "serial": text(doc, "serial_number"),
+        "firmware": text(doc, "firmware_version", "scsi_revision"),
+        "interface": text(dev, "type"),
+        "protocol": text(dev, "protocol"),
+    }
+
+
+def build_families(
+    results: Sequence[DeviceResult], nvme_health: bool, skip: SkipItem
+) -> list[Metric]:
+    """Metric families for every device; unreadable and sleeping ones get status metrics only.
+
+    A value no float can hold is left out and reported to ``skip``; the rest is kept.
+    """
+    readable = _gauge("hw_smart_device_readable", "1 if smartctl read the device (or it sleeps).")
+    standby = _gauge("hw_smart_device_standby", "1 if the disk was asleep and was not woken.")
+    exit_status = _gauge("hw_smart_exit_status", "smartctl exit status bit mask, see smartctl(8).")
+    info = InfoMetricFamily(
+        "hw_smart_device",
+        "Disk identity as reported by smartctl.",
+        labels=["device", "model_family", "model", "serial", "firmware", "interface", "protocol"],
+    )
+    nvme = [(f"hw_smart_nvme_{n}", f"{NV}.{p}", k, f"NVMe {h}") for n, p, k, h in NVME_SCALARS]
+    scalars = [_scalar(spec) for spec in (*SCALARS, *(nvme if nvme_health else ()))]
+    attr_labels = ("device", "attribute_id", "attribute_name")
+    attributes = [
+        (key, _gauge(f"hw_smart_attribute_{key}", f"ATA SMART attribute {doc}.", attr_labels))
+        for key, _, doc in ATTRIBUTES
+    ]
+    attribute_values = [_at(path) for _, path, _ in ATTRIBUTES]
+    scsi = [
+        (name, _counter(name, f"SCSI error counter log: {doc}", ("device", "operation")))
+        for name, _, _, doc in SCSI_COUNTERS
+    ]
+    scsi_values = [_at(key, scale) for _, key, scale, _ in SCSI_COUNTERS]
+    for result in results:
+        device = result.device
+        readable.add_metric([device], float(result.readable))
+        standby.add_metric([device], float(result.standby))
+        if result.exit_status is not None:
+            exit_status.add_metric([device], float(result.exit_status))
+        doc = result.doc
+        if doc is None:
+            continue
+        info.add_metric([device], _info_labels(doc))
+        for name, family, extract in scalars:
+            if (value := _read(extract, doc, f"{device} {name}", skip)) is not None:
+                family.add_metric([device], value)
+        table = section(doc, "ata_smart_attributes").get("table")
+        seen: set[tuple[str, ...]] = set()
+        for attr in table if isinstance(table, list) else []:
+            if not isinstance(attr, dict) or "id" not in attr:
+                continue
+            labels = [device, str(attr["id"]), str(attr.get("name", ""))]
+            where = f"{device} attribute {labels[1]} {labels[2]}"
+            if tuple(labels) in seen:
+                skip(where, "listed twice (the first one is kept)")
+                continue
+            seen.add(tuple(labels))
+            for (key, gauge), extract in zip(attributes, attribute_values, strict=True):
+                if (value := _read(extract, attr, f"{where} {key}", skip)) is not None:
+                    gauge.add_metric(labels, value)
+        for operation in ("read", "write", "verify"):
+            counters = section(doc, "scsi_error_counter_log").get(operation)
+            for (name, counter), extract in zip(scsi, scsi_values, strict=True):
+                value = _read(extract, counters, f"{device} {name} {operation}", skip)
+                if value is not None:
+                    counter.add_metric([device, operation], value)
+    return [
+        readable,
+        standby,
+        exit_status,
+        info,
+        *(family for _, family, _ in scalars),
+        *(gauge for _, gauge in attributes),
+        *(counter for _, counter in scsi),
+    ]
