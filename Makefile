@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test lint typecheck unit debian-deps bench dist clean
+.PHONY: run test lint typecheck unit debian-deps bench dist deb dashboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || (scripts/debian-packages.sh python3-venv && $(PYTHON) -m venv $(VENV))
@@ -45,6 +45,12 @@ bench: $(VENV)/.installed-test
 
 dist: $(VENV)/.installed-test
 	$(BIN)/python -m build --outdir dist .
+
+# The Debian package: dist/hwcache-exporter_<version>_<arch>.deb (packaging/debian/build.sh).
+# `make deb DEB_VERSION=0.1.0-2` sets the package version (upstream-revision).
+deb:
+	scripts/debian-packages.sh python3.11-venv
+	DEB_VERSION='$(DEB_VERSION)' DEB_OUTDIR='$(or $(DEB_OUTDIR),dist)' packaging/debian/build.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info
