@@ -52,5 +52,9 @@ deb:
 	scripts/debian-packages.sh python3.11-venv
 	DEB_VERSION='$(DEB_VERSION)' DEB_OUTDIR='$(or $(DEB_OUTDIR),dist)' packaging/debian/build.sh
 
+# dashboards/hwcache-exporter.json from dashboards/generate.py (a test checks it is current).
+dashboard: $(VENV)/.installed
+	$(BIN)/python -m dashboards.generate
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info

@@ -1,0 +1,1 @@
+"""Grafana dashboards for hwcache-exporter and their generator."""
