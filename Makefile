@@ -6,15 +6,17 @@ ARGS ?=
 
 .PHONY: run test lint typecheck unit debian-deps bench dist deb dashboard clean
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV) || (scripts/debian-packages.sh python3-venv && $(PYTHON) -m venv $(VENV))
+# Without Debian's python3-venv, `python3 -m venv` fails half-way (a python, no pip):
+# remove that, install the package, try again; pip is the target, so a broken venv is redone.
+$(BIN)/pip:
+	$(PYTHON) -m venv $(VENV) || (rm -rf $(VENV) && scripts/debian-packages.sh python3-venv && $(PYTHON) -m venv $(VENV))
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml | $(BIN)/pip
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 

@@ -1,3 +1,3 @@
 """hwcache-exporter: a Prometheus exporter that caches slow hardware collectors."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -51,6 +51,7 @@ async def stats(request: web.Request) -> web.Response:
         "generation": cache.generation,
         "collections_started": cache.collections_started,
         "collectors": {name: entry_stats(e, now) for name, e in cache.entries.items()},
+        "skipped": dict(app[SETTINGS].skipped),
         "response_cache": response_cache,
     }
     return web.json_response(body)
