@@ -13,10 +13,12 @@ from cachetools import LRUCache
 
 from collectors.base import CollectorContext
 from collectors.registry import CollectorSpec, load_all
+from collectors.script import ScriptCollector
 from exporter import sdnotify, snapshot
 from exporter.auth import WEB_SECURITY, WebSecurity
 from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import Clock, system_clock
+from exporter.families import SCRIPT
 from exporter.handlers import routes
 from exporter.keys import (
     BODY_CRCS,
@@ -50,8 +52,15 @@ def build_cache(
         base = replace(base, psutil=psutil_module)
     entries = []
     for conf in settings.collectors:
-        spec = registry[conf.name]
         ctx = replace(base, options=dict(conf.options), timeout=conf.timeout)
+        if conf.script is not None:
+            script = conf.script
+            collector = ScriptCollector(ctx, script.command, script.env, script.workdir)
+            entries.append(
+                CacheEntry(conf.name, collector, conf.interval, conf.timeout, namespace=SCRIPT)
+            )
+            continue
+        spec = registry[conf.name]
         entries.append(CacheEntry(conf.name, spec.factory(ctx), conf.interval, conf.timeout))
     return MetricCache(entries, clock, settings.error_retry_interval)
 

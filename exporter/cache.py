@@ -16,7 +16,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, NotApplicable, Skipped
 from exporter.clock import Clock, system_clock
-from exporter.families import FamilyError, check_families, owned_prefixes
+from exporter.families import BUILTIN, FamilyError, Namespace, check_families
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class CacheEntry:
     refresh_again: bool = False
     inflight: asyncio.Task[None] | None = None
     rendered: LRUCache[str, bytes] = field(default_factory=lambda: LRUCache(maxsize=16))
+    namespace: Namespace = BUILTIN  # family names it may serve (scripts: their own names)
 
     @property
     def has_data(self) -> bool:
@@ -194,13 +195,18 @@ class MetricCache:
     ) -> Checked:
         """Validate and pre-render families in a worker thread; FamilyError if unservable."""
         # Restored families did not come from the collector's code: they must be ones it owns.
-        prefixes = owned_prefixes(entry.name) if restored else None
-        return await asyncio.to_thread(self._check_blocking, tuple(families), prefixes)
+        prefixes = entry.namespace.owned(entry.name) if restored else None
+        return await asyncio.to_thread(
+            self._check_blocking, tuple(families), prefixes, entry.namespace
+        )
 
     def _check_blocking(
-        self, families: tuple[object, ...], prefixes: tuple[str, ...] | None
+        self,
+        families: tuple[object, ...],
+        prefixes: tuple[str, ...] | None,
+        namespace: Namespace = BUILTIN,
     ) -> Checked:
-        check_families(families, prefixes)
+        check_families(families, prefixes, namespace)
         valid = tuple(f for f in families if isinstance(f, Metric))
         try:
             renders = self.prerender(valid) if self.prerender is not None else {}

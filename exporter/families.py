@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 
@@ -30,6 +31,28 @@ class FamilyError(ValueError):
     """Families that must not be served; the refresh or restore carrying them fails."""
 
 
+@dataclass(frozen=True)
+class Namespace:
+    """The family names one cache entry may serve."""
+
+    # Every name starts with ``prefix`` ("" = any name); none starts with a ``forbidden`` one.
+    prefix: str
+    forbidden: tuple[tuple[str, str], ...]  # (prefix, whose names those are)
+    # Built-in collectors own ``hw_<name>_*``: a restored snapshot may hold nothing else.
+    per_collector: bool
+
+    def owned(self, collector: str) -> tuple[str, ...] | None:
+        """Prefixes a snapshot restore of ``collector`` may hold (``None``: the namespace's)."""
+        return owned_prefixes(collector) if self.per_collector else None
+
+
+_EXPORTER = (RESERVED, "the exporter's own metrics")
+# Built-in collectors: hw_<name>_* only.
+BUILTIN = Namespace(NAMESPACE, (_EXPORTER,), per_collector=True)
+# Configured scripts keep the names they print (smartmon_*, storcli_*), outside hw_ and hwcache_.
+SCRIPT = Namespace("", (_EXPORTER, (NAMESPACE, "the built-in collectors")), per_collector=False)
+
+
 def owned_prefixes(collector: str) -> tuple[str, ...]:
     """Family-name prefixes a collector owns: ``hw_<name>``, or its singular (disks: hw_disk)."""
     base = NAMESPACE + collector
@@ -41,8 +64,12 @@ def owns(prefixes: Sequence[str], name: str) -> bool:
     return any(name == prefix or name.startswith(prefix + "_") for prefix in prefixes)
 
 
-def check_families(families: Sequence[object], prefixes: Sequence[str] | None = None) -> None:
-    """Raise FamilyError unless all are well-formed, unique hw_ families (owned: ``prefixes``)."""
+def check_families(
+    families: Sequence[object],
+    prefixes: Sequence[str] | None = None,
+    namespace: Namespace = BUILTIN,
+) -> None:
+    """Raise FamilyError unless all are well-formed, unique families of ``namespace``."""
     names: set[str] = set()
     labels: set[str] = set()
     for family in families:
@@ -52,10 +79,11 @@ def check_families(families: Sequence[object], prefixes: Sequence[str] | None = 
         if name in names:
             raise FamilyError(f"family {name} appears twice")
         names.add(name)
-        if name.startswith(RESERVED):
-            raise FamilyError(f"family {name} is reserved for the exporter's own metrics")
-        if not name.startswith(NAMESPACE) or not _NAME.fullmatch(name):
-            raise FamilyError(f"family {name!r} is not a {NAMESPACE}* metric name")
+        for forbidden, whose in namespace.forbidden:
+            if name.startswith(forbidden):
+                raise FamilyError(f"family {name} is reserved for {whose} ({forbidden}*)")
+        if not name.startswith(namespace.prefix) or not _NAME.fullmatch(name):
+            raise FamilyError(f"family {name!r} is not a {namespace.prefix}* metric name")
         if prefixes is not None and not owns(prefixes, name):
             owned = " or ".join(f"{prefix}_*" for prefix in prefixes)
             raise FamilyError(f"family {name} is not this collector's (it owns {owned})")

@@ -190,6 +190,13 @@ def _framework_flags(group: argparse._ArgumentGroup) -> None:
         help="retry a failed collector after this long (capped by its interval)",
     )
     group.add_argument(
+        "--collector.script.config",
+        dest="script_config",
+        default="",
+        metavar="FILE",
+        help="YAML file of scripts to run as cached collectors (text exposition on stdout)",
+    )
+    group.add_argument(
         "--cache.dir",
         dest="cache_dir",
         default="",

@@ -7,6 +7,8 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 import psutil
 
@@ -14,11 +16,12 @@ from collectors.registry import CollectorSpec, load_all
 from exporter import __version__
 from exporter.app import create_app
 from exporter.auth import WebSecurity
-from exporter.cli import build_parser, enabled_collectors, explicit_collectors, settings_from_args
+from exporter.cli import enabled_collectors, explicit_collectors, parse_flags, settings_from_args
 from exporter.logs import setup_logging
 from exporter.runner import CommandRunner
+from exporter.script_config import ScriptConfigError, load_scripts
 from exporter.serve import ListenError, listen_sockets, serve
-from exporter.settings import Settings
+from exporter.settings import CollectorSettings, Settings
 from exporter.webconfig import WebConfigError
 
 log = logging.getLogger("hwcache_exporter")
@@ -63,7 +66,7 @@ def drop_missing_tools(
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the exporter; a startup error is one log line (in --log.format) and exit status 1."""
     registry = load_all()
-    args = build_parser(registry).parse_args(argv)
+    args = parse_flags(registry, argv)
     setup_logging(args.log_level, args.log_format)
     try:
         run(args, registry)
@@ -83,7 +86,24 @@ def startup_settings(
     names = enabled_collectors(args, registry)
     skipped = missing_tools(names, explicit_collectors(args, registry), registry, runner)
     names = [name for name in names if name not in dict(skipped)]
-    return settings_from_args(args, registry, names, skipped)
+    settings = settings_from_args(args, registry, names, skipped)
+    return replace(settings, collectors=(*settings.collectors, *script_collectors(args, registry)))
+
+
+def script_collectors(
+    args: argparse.Namespace, registry: dict[str, CollectorSpec]
+) -> list[CollectorSettings]:
+    """The scripts of ``--collector.script.config``, each a cache entry of its own."""
+    if not args.script_config:
+        return []
+    try:
+        scripts = load_scripts(Path(args.script_config), registry)
+    except ScriptConfigError as exc:
+        raise SystemExit(f"--collector.script.config: {exc}") from None
+    return [
+        CollectorSettings(s.name, s.interval, s.timeout, s.script.fingerprint(), s.script)
+        for s in scripts
+    ]
 
 
 def run(args: argparse.Namespace, registry: dict[str, CollectorSpec]) -> None:

@@ -151,14 +151,24 @@ class CommandRunner:
         path = (self.env or os.environ).get("PATH")
         return shutil.which(name, path=path)
 
-    async def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
-        """Run ``argv`` (no shell) and return its exit status and output."""
+    async def run(
+        self,
+        argv: Sequence[str],
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        """Run ``argv`` (no shell) and return its exit status and output.
+
+        ``env`` is added to the runner's environment for this run; ``cwd`` is its directory.
+        """
         if not argv:
             raise ValueError("empty argv")
         started = time.perf_counter()
         out, err = _Capture(self.max_output), _Capture(self.max_output)
+        run_env = None if not env else {**(self.env or os.environ), **env}
         try:
-            proc = await self._spawn(argv, out, err)
+            proc = await self._spawn(argv, out, err, run_env or self.env, cwd)
         except BaseException:
             out.close()
             err.close()
@@ -198,7 +208,12 @@ class CommandRunner:
         )
 
     async def _spawn(
-        self, argv: Sequence[str], out: _Capture, err: _Capture
+        self,
+        argv: Sequence[str],
+        out: _Capture,
+        err: _Capture,
+        env: Mapping[str, str] | None,
+        cwd: str | None,
     ) -> asyncio.subprocess.Process:
         write_fds: list[int] = []
         try:
@@ -210,7 +225,8 @@ class CommandRunner:
                 stdout=write_fds[0],
                 stderr=write_fds[1],
                 start_new_session=True,
-                env=self.env,
+                env=env,
+                cwd=cwd,
             )
         except FileNotFoundError as exc:
             raise CommandNotFound(f"{argv[0]}: not found") from exc

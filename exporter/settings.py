@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exporter.script_config import ScriptSettings
+
 
 @dataclass(frozen=True)
 class CollectorSettings:
@@ -14,6 +16,7 @@ class CollectorSettings:
     interval: float
     timeout: float
     options: dict[str, str] = field(default_factory=dict)
+    script: ScriptSettings | None = None  # a configured script, not a built-in collector
 
 
 @dataclass(frozen=True)
