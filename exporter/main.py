@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from collectors.registry import CollectorSpec, load_all
-from exporter import __version__
+from exporter import __version__, invalidate_cli
 from exporter.app import create_app
 from exporter.auth import WebSecurity
 from exporter.cli import enabled_collectors, explicit_collectors, parse_flags, settings_from_args
@@ -65,6 +65,9 @@ def drop_missing_tools(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the exporter; a startup error is one log line (in --log.format) and exit status 1."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["invalidate"]:  # the client subcommand; every other argv is the exporter's
+        raise SystemExit(invalidate_cli.main(argv[1:]))
     registry = load_all()
     args = parse_flags(registry, argv)
     setup_logging(args.log_level, args.log_format)
