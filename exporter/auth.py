@@ -12,7 +12,7 @@ from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Middleware
 
 from exporter.credentials import AuthBusy, BasicAuthenticator, BcryptPool
-from exporter.limits import RequestLimiter, check_query_size
+from exporter.limits import RequestLimiter, check_query_size, send_body
 from exporter.response_cache import ResponseCache
 from exporter.webconfig import (
     WebConfig,
@@ -185,6 +185,10 @@ class WebSecurity:
                             response = await cache.fill(request, handler, key)
                     else:
                         response = await handler(request)
+                    if headers and not response.prepared:
+                        response.headers.update(headers)
+                    # Inside the slot: a client that does not read its body keeps the slot.
+                    response = await send_body(request, response)
                 finally:
                     if limited:
                         limiter.leave()
@@ -192,8 +196,6 @@ class WebSecurity:
                 if headers:
                     exc.headers.update(headers)
                 raise
-            if headers and not response.prepared:
-                response.headers.update(headers)
             return response
 
         return front_door

@@ -57,6 +57,13 @@ def checked_root(flag: str, value: str) -> Path:
     return path
 
 
+def positive(flag: str, seconds: float) -> float:
+    """A duration flag that must not be zero."""
+    if seconds <= 0:
+        raise SystemExit(f"{flag} must be positive")
+    return seconds
+
+
 def settings_from_args(
     args: argparse.Namespace,
     registry: dict[str, CollectorSpec],
@@ -93,6 +100,10 @@ def settings_from_args(
         invalidate_min_interval=args.invalidate_min,
         invalidate_enabled=args.invalidate_enabled,
         max_requests=args.max_requests,
+        max_connections=args.max_connections,
+        read_header_timeout=positive("--web.read-header-timeout", args.read_header_timeout),
+        idle_timeout=positive("--web.idle-timeout", args.idle_timeout),
+        write_timeout=positive("--web.write-timeout", args.write_timeout),
         web_config_file=Path(args.web_config_file) if args.web_config_file else None,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         skipped=tuple(skipped),

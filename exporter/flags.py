@@ -111,6 +111,38 @@ def _web_flags(group: argparse._ArgumentGroup) -> None:
         help="maximum concurrent requests; more get 503 (0 = unlimited)",
     )
     add(
+        "--web.max-connections",
+        dest="max_connections",
+        type=positive_int,
+        default=512,
+        metavar="N",
+        help="maximum open client connections; past it the longest idle one is closed",
+    )
+    add(
+        "--web.read-header-timeout",
+        dest="read_header_timeout",
+        type=duration,
+        default="10s",
+        metavar="DURATION",
+        help="time a client has to send a request's headers (and finish a TLS handshake)",
+    )
+    add(
+        "--web.idle-timeout",
+        dest="idle_timeout",
+        type=duration,
+        default="75s",
+        metavar="DURATION",
+        help="how long a keep-alive connection may wait for its next request",
+    )
+    add(
+        "--web.write-timeout",
+        dest="write_timeout",
+        type=duration,
+        default="30s",
+        metavar="DURATION",
+        help="close a connection whose client reads none of its response for this long",
+    )
+    add(
         "--web.scrape-timeout-offset",
         dest="timeout_offset",
         type=duration,

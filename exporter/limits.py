@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -17,6 +17,9 @@ PARSER_LIMITS: dict[str, Any] = {
     "max_headers": 64,
 }
 MAX_QUERY_PARAMS = 100
+# Larger bodies are written a chunk at a time, each once the client has taken most of the one
+# before: a client that does not read holds about this much in the server, not the whole body.
+BODY_CHUNK = 64 * 1024
 # Cheap, static, and a liveness/readiness probe must not fail because scrapes are busy.
 UNLIMITED_PATHS = frozenset({"/-/healthy", "/-/ready"})
 
@@ -55,3 +58,38 @@ def check_query_size(request: web.Request, max_params: int = MAX_QUERY_PARAMS) -
         raise web.HTTPBadRequest(
             text=f"too many query parameters: {count} (at most {max_params})\n"
         )
+
+
+async def send_body(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Write a large ``web.Response`` now, as fast as the client reads; the response it became.
+
+    Called inside the request slot, so a client that does not read keeps its slot until it
+    is cut (``--web.write-timeout``) or leaves; smaller responses are left to aiohttp.
+    """
+    if (
+        not isinstance(response, web.Response)
+        or response.prepared
+        or response.compression
+        or response.chunked
+        or response.cookies
+        or request.method == hdrs.METH_HEAD
+        or not isinstance(body := response.body, bytes)
+        or len(body) <= BODY_CHUNK
+    ):
+        return response
+    stream = web.StreamResponse(
+        status=response.status, reason=response.reason, headers=response.headers
+    )
+    stream.content_length = len(body)
+    if response.keep_alive is False:
+        stream.force_close()
+    view = memoryview(body)
+    try:
+        await stream.prepare(request)
+        for start in range(0, len(view), BODY_CHUNK):
+            await stream.write(view[start : start + BODY_CHUNK])
+        await stream.write_eof()
+    except ConnectionError:
+        # The client left or was cut: the connection is gone, nothing more to send.
+        stream.force_close()
+    return stream

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import resource
 import signal
 import socket
 import ssl
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
 from exporter import sdnotify
+from exporter.connections import ConnectionGuard, ConnectionLimits, Throttled
+from exporter.keys import SETTINGS
 from exporter.limits import PARSER_LIMITS
 
 log = logging.getLogger(__name__)
@@ -24,6 +28,10 @@ _HINTS = {
     errno.EACCES: "ports below 1024 need root or CAP_NET_BIND_SERVICE",
     errno.EADDRNOTAVAIL: "no such address on this host",
 }
+# File descriptors kept for everything but client connections: the listeners, log, tools'
+# pipes, sysfs reads, and a burst of up to BACKLOG accepts before idle connections are closed.
+FD_RESERVE = 256
+ACCEPT_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 # (host, port) or, for IPv6 from getaddrinfo, (host, port, flowinfo, scope_id).
@@ -117,6 +125,78 @@ def _failure(address: str, sockaddr: SockAddr, exc: OSError) -> ListenError:
     return ListenError(f"cannot listen on {named}: {cause[:1].lower()}{cause[1:]}")
 
 
+def connection_budget(max_connections: int) -> int:
+    """Raise the soft fd limit for ``max_connections`` if needed; the bound the limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = max_connections + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < need:
+        raised = need if hard == resource.RLIM_INFINITY else min(hard, need)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open files limit to %d: %s", raised, exc)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        log.info("open files limit %s, --web.max-connections=%d", soft, max_connections)
+        return max_connections
+    allowed = max(soft - FD_RESERVE, soft // 4)
+    log.warning(
+        "open files limit %d is too low for --web.max-connections=%d (needs %d); serving at "
+        "most %d connections: raise LimitNOFILE= in the unit or ulimit -n",
+        soft,
+        max_connections,
+        need,
+        allowed,
+    )
+    return allowed
+
+
+def accept_error_handler(
+    throttled: Throttled,
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """A loop exception handler: out-of-resource accept errors become a rate-limited line."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in ACCEPT_ERRORS:
+            # asyncio pauses accepting for a second and retries; a traceback each time (a
+            # hundred per second) would flood the journal.
+            throttled.warn("cannot accept connections: %s; retrying", exc.strerror or exc)
+            return
+        loop.default_exception_handler(context)
+
+    return handle
+
+
+class GuardedSite(web.SockSite):
+    """A ``SockSite`` whose connections go through a ``ConnectionGuard``."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        sock: socket.socket,
+        guard: ConnectionGuard,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        super().__init__(runner, sock, ssl_context=ssl_context, backlog=BACKLOG)
+        self.sock, self.guard, self.ssl_context = sock, guard, ssl_context
+
+    async def start(self) -> None:
+        """Register with the runner and serve ``sock`` with the guard as protocol factory."""
+        await web.BaseSite.start(self)
+        # A TLS client gets as long for its handshake as a plain one for its headers.
+        timeout = self.guard.limits.read_header_timeout if self.ssl_context else None
+        loop = asyncio.get_running_loop()
+        # BaseSite keeps the server in _server: the runner reads addresses and stops it there.
+        self._server = await loop.create_server(
+            self.guard,
+            sock=self.sock,
+            ssl=self.ssl_context,
+            backlog=BACKLOG,
+            ssl_handshake_timeout=timeout,
+        )
+
+
 async def serve(
     app: web.Application,
     sockets: Sequence[socket.socket],
@@ -131,18 +211,27 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     if on_reload is not None:
         loop.add_signal_handler(signal.SIGHUP, on_reload)
+    loop.set_exception_handler(accept_error_handler(Throttled()))
+    limits = connection_limits(app)
+    limits = replace(limits, max_connections=connection_budget(limits.max_connections))
     # shutdown_timeout belongs on the runner (on a site it is deprecated since aiohttp 3.9).
     runner = web.AppRunner(
         app,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
+        keepalive_timeout=limits.idle_timeout,
         **PARSER_LIMITS,
     )
     try:
+        guard = ConnectionGuard(limits)
+        # Outermost, and added before setup() freezes the app.
+        app.middlewares.insert(0, guard.middleware())
         await runner.setup()
+        assert runner.server is not None
+        guard.protocol_factory = runner.server
         for sock in sockets:
-            await web.SockSite(runner, sock, ssl_context=ssl_context, backlog=BACKLOG).start()
+            await GuardedSite(runner, sock, guard, ssl_context).start()
         addresses = ", ".join(map(host_port, runner.addresses))
         log.info("listening on %s (TLS %s)", addresses, "enabled" if ssl_context else "disabled")
         # Only now: serving, and SIGTERM is handled gracefully (Type=notify in the unit).
@@ -154,4 +243,18 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+        loop.set_exception_handler(None)
     log.info("stopped")
+
+
+def connection_limits(app: web.Application) -> ConnectionLimits:
+    """The connection flags from the app's settings (defaults without settings)."""
+    settings = app.get(SETTINGS)
+    if settings is None:
+        return ConnectionLimits()
+    return ConnectionLimits(
+        settings.max_connections,
+        settings.read_header_timeout,
+        settings.idle_timeout,
+        settings.write_timeout,
+    )

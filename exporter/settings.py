@@ -39,6 +39,10 @@ class Settings:
     invalidate_min_interval: float = 60.0
     invalidate_enabled: bool = True
     max_requests: int = 40
+    max_connections: int = 512
+    read_header_timeout: float = 10.0
+    idle_timeout: float = 75.0
+    write_timeout: float = 30.0
     web_config_file: Path | None = None
     tool_max_output: int = 16 * 1024 * 1024
     cache_dir: Path | None = None
