@@ -18,7 +18,15 @@ import yaml
 
 from tests.exposition import samples, value
 from tests.processes import kill_markers, marker_processes
-from tests.support import FAKES, FIXTURE_ARGS, FIXTURES, REPO, Exporter, run_exporter
+from tests.support import (
+    FAKES,
+    FIXTURE_ARGS,
+    FIXTURES,
+    REPO,
+    Exporter,
+    free_port,
+    run_exporter,
+)
 
 # Debian 12's prometheus-node-exporter-collectors (make test installs it).
 DEBIAN = Path("/usr/share/prometheus-node-exporter-collectors")
@@ -172,7 +180,7 @@ def start_error(tmp_path: Path, scripts: list[dict[str, Any]]) -> str:
             sys.executable,
             "-m",
             "exporter",
-            "--web.listen-address=127.0.0.1:0",
+            f"--web.listen-address=127.0.0.1:{free_port()}",
             *script_args(config),
         ],
         capture_output=True,
