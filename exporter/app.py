@@ -20,6 +20,7 @@ from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import Clock, system_clock
 from exporter.families import SCRIPT
 from exporter.handlers import routes
+from exporter.handlers.probe import PROBES, probe
 from exporter.keys import (
     BODY_CRCS,
     CACHE,
@@ -30,6 +31,7 @@ from exporter.keys import (
     RUNNER,
     SETTINGS,
 )
+from exporter.probe_cache import ProbeCache, default_factory
 from exporter.render import prerender
 from exporter.response_cache import ResponseCache
 from exporter.runner import CommandRunner
@@ -101,6 +103,11 @@ def create_app(
     app[BODY_CRCS] = LRUCache(maxsize=64)
     app[WEB_SECURITY] = security
     app.add_routes(routes(settings.telemetry_path))
+    app.router.add_get("/probe", probe)
+    if settings.probe is not None:
+        probes = ProbeCache(settings.probe, default_factory, clock, settings.error_retry_interval)
+        probes.cache.prerender = prerender
+        app[PROBES] = probes
     cache.prerender = prerender
     if settings.cache_dir is not None:
         # Registered first: restores before the warm-up, flushes after cache.close().
@@ -126,6 +133,8 @@ def _background(warm_up: bool) -> Any:
         if task is not None:
             task.cancel()
         await cache.close()
+        if PROBES in app:
+            await app[PROBES].close()
         app[RUNNER].kill_all()
 
     return background

@@ -229,6 +229,13 @@ def _framework_flags(group: argparse._ArgumentGroup) -> None:
         help="YAML file of scripts to run as cached collectors (text exposition on stdout)",
     )
     group.add_argument(
+        "--config.file",
+        dest="probe_config",
+        default="",
+        metavar="FILE",
+        help="YAML file of remote-target modules (Redfish BMCs) served at /probe",
+    )
+    group.add_argument(
         "--cache.dir",
         dest="cache_dir",
         default="",

@@ -18,6 +18,7 @@ from exporter.app import create_app
 from exporter.auth import WebSecurity
 from exporter.cli import enabled_collectors, explicit_collectors, parse_flags, settings_from_args
 from exporter.logs import setup_logging
+from exporter.probe_config import ProbeConfig, ProbeConfigError, load_probe_config
 from exporter.runner import CommandRunner
 from exporter.script_config import ScriptConfigError, load_scripts
 from exporter.serve import ListenError, listen_sockets, serve
@@ -90,7 +91,18 @@ def startup_settings(
     skipped = missing_tools(names, explicit_collectors(args, registry), registry, runner)
     names = [name for name in names if name not in dict(skipped)]
     settings = settings_from_args(args, registry, names, skipped)
-    return replace(settings, collectors=(*settings.collectors, *script_collectors(args, registry)))
+    collectors = (*settings.collectors, *script_collectors(args, registry))
+    return replace(settings, collectors=collectors, probe=probe_config(args))
+
+
+def probe_config(args: argparse.Namespace) -> ProbeConfig | None:
+    """The remote-target modules of ``--config.file`` (``None`` without one)."""
+    if not args.probe_config:
+        return None
+    try:
+        return load_probe_config(Path(args.probe_config))
+    except ProbeConfigError as exc:
+        raise SystemExit(f"--config.file: {exc}") from None
 
 
 def script_collectors(

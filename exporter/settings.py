@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exporter.probe_config import ProbeConfig
 from exporter.script_config import ScriptSettings
 
 
@@ -48,3 +49,4 @@ class Settings:
     cache_dir: Path | None = None
     # Default collectors left out at startup, with the reason (e.g. their tool is missing).
     skipped: tuple[tuple[str, str], ...] = ()
+    probe: ProbeConfig | None = None  # remote-target modules of --config.file (/probe)

@@ -1,0 +1,134 @@
+"""A small Redfish HTTP client: session login, re-login on 401, bounded and timed requests."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDict
+
+from collectors.base import CollectorError
+from exporter.probe_config import ProbeModule
+from exporter.probe_target import Target
+
+SESSIONS = "/redfish/v1/SessionService/Sessions"
+ROOT = "/redfish/v1/"
+PARALLEL = 4  # requests in flight per target
+
+
+class NotFound(CollectorError):
+    """The service does not expose this resource (HTTP 404)."""
+
+
+class RedfishClient:
+    """One per target; keeps its session token between polls (sessions outlive a poll)."""
+
+    def __init__(self, http: aiohttp.ClientSession, module: ProbeModule, target: Target) -> None:
+        self.http = http
+        self.module = module
+        self.base = f"{module.scheme}://{target.netloc()}"
+        self.token: str | None = None
+        self.basic: str | None = None  # Authorization header for services without sessions
+        self.logins = 0
+        self._parallel = asyncio.Semaphore(PARALLEL)
+        self._login_lock = asyncio.Lock()
+
+    async def get(self, path: str) -> dict[str, Any]:
+        """GET a resource of this service as a JSON object; re-login once if the session expired."""
+        if not path.startswith(ROOT):
+            raise CollectorError(f"refusing to follow a link outside {ROOT}: {path[:100]!r}")
+        async with self._parallel:
+            if self.token is None and self.basic is None:
+                async with self._login_lock:
+                    if self.token is None and self.basic is None:
+                        await self.login()
+            token = self.token
+            status, _, body = await self._request("GET", path)
+            if status == 401 and self.token is not None:
+                async with self._login_lock:
+                    if self.token == token:  # nobody logged in again meanwhile
+                        self.token = None
+                        await self.login()
+                status, _, body = await self._request("GET", path)
+        if status == 404:
+            raise NotFound(f"GET {path}: HTTP 404")
+        if status != 200:
+            raise CollectorError(f"GET {path}: HTTP {status}{_hint(status)}")
+        return _json_object(path, body)
+
+    async def login(self) -> None:
+        """POST a session; fall back to Basic auth where the service has no session service."""
+        module = self.module
+        try:
+            user, password = module.username.read(), module.password.read()
+        except (OSError, ValueError) as exc:
+            raise CollectorError(f"cannot read the credentials: {exc}") from None
+        self.logins += 1
+        payload = {"UserName": user, "Password": password}
+        basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        # Basic auth too: services that guard every URL (sushy-emulator) then answer 404/405.
+        status, headers, _ = await self._request("POST", SESSIONS, payload, basic)
+        token = headers.get("X-Auth-Token")
+        if status in (200, 201) and token:
+            self.token, self.basic = token, None
+        elif status in (404, 405, 501) or (status < 300 and not token):
+            self.token, self.basic = None, basic
+        else:
+            raise CollectorError(f"login: HTTP {status}{_hint(status)}")
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, str] | None = None,
+        auth: str | None = None,
+    ) -> tuple[int, CIMultiDict[str], bytes]:
+        headers = {"Accept": "application/json", "OData-Version": "4.0"}
+        if self.token is not None and payload is None:
+            headers["X-Auth-Token"] = self.token
+        basic = auth if payload is not None else self.basic
+        if basic is not None:
+            headers["Authorization"] = basic
+        limit = self.module.max_response_bytes
+        timeout = aiohttp.ClientTimeout(total=self.module.request_timeout)
+        try:
+            async with self.http.request(
+                method,
+                self.base + path,
+                json=payload,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                length = response.content_length
+                if length is not None and length > limit:
+                    raise CollectorError(f"{method} {path}: response of {length} bytes > {limit}")
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > limit:
+                        raise CollectorError(f"{method} {path}: response larger than {limit} bytes")
+                return response.status, CIMultiDict(response.headers), bytes(body)
+        except TimeoutError:
+            raise CollectorError(
+                f"{method} {path}: no answer within {self.module.request_timeout:g}s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise CollectorError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+
+
+def _json_object(path: str, body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CollectorError(f"GET {path}: malformed JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CollectorError(f"GET {path}: expected a JSON object")
+    return data
+
+
+def _hint(status: int) -> str:
+    return " (check the credentials)" if status in (401, 403) else ""

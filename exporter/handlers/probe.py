@@ -1,0 +1,111 @@
+"""GET /probe?target=HOST[:PORT]&module=NAME: a remote target's cached metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from exporter.cache import CacheEntry
+from exporter.freshness import freshness_families
+from exporter.handlers.metrics import scrape_wait
+from exporter.keys import CLOCK, SETTINGS
+from exporter.probe_cache import ProbeBusy, ProbeCache
+from exporter.probe_config import ProbeModule
+from exporter.probe_target import Target, parse_target
+
+PROBES = web.AppKey("probes", ProbeCache)
+
+
+def _bad(text: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=text + "\n")
+
+
+def checked_probe(request: web.Request) -> tuple[ProbeModule, Target]:
+    """The module and target of a request; 400 (before any connection) when not allowed."""
+    if PROBES not in request.app:
+        raise web.HTTPNotFound(text="no remote modules configured (--config.file)\n")
+    config = request.app[PROBES].config
+    name = request.query.get("module", "")
+    module = config.modules.get(name)
+    if module is None:
+        known = ", ".join(sorted(config.modules))
+        raise _bad(f"unknown module {name[:64]!r}; configured modules: {known}")
+    try:
+        target = parse_target(request.query.get("target", ""))
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    if not module.allows(target):
+        raise _bad(f"target {target} is not in the allow-list of module {module.name!r}")
+    return module, target
+
+
+def target_freshness(
+    entry: CacheEntry, module: ProbeModule, target: Target, now: float
+) -> list[Metric]:
+    """``hwcache_collector_*`` for one target: labelled collector (driver), module and target."""
+    labels = {"collector": module.driver, "module": module.name, "target": str(target)}
+    families = freshness_families([entry], now)
+    for family in families:
+        family.samples = [s._replace(labels={**s.labels, **labels}) for s in family.samples]
+    return families
+
+
+def cache_families(probes: ProbeCache) -> list[Metric]:
+    """Size and evictions of the remote-target cache."""
+    return [
+        GaugeMetricFamily(
+            "hwcache_probe_targets",
+            "Remote targets in the cache (bounded by max_targets).",
+            value=len(probes.cache.entries),
+        ),
+        CounterMetricFamily(
+            "hwcache_probe_evictions",
+            "Remote targets evicted from the cache, least recently probed first.",
+            value=probes.evictions,
+        ),
+    ]
+
+
+class _Fixed(Collector):
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def encode(families: Sequence[Metric], accept: str) -> tuple[bytes, str]:
+    """Exposition bytes and content type negotiated from ``accept``."""
+    encoder, content_type = choose_encoder(accept)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(families))
+    return encoder(registry), content_type
+
+
+async def probe(request: web.Request) -> web.Response:
+    """Serve the target's cached families, refreshing them when due within the scrape deadline."""
+    module, target = checked_probe(request)
+    app = request.app
+    probes = app[PROBES]
+    try:
+        entry = probes.entry(module, target)
+    except ProbeBusy as exc:
+        raise web.HTTPServiceUnavailable(text=f"{exc}; try again later\n") from None
+    await probes.cache.fresh([entry.name], scrape_wait(request, app[SETTINGS]))
+    now = app[CLOCK]()
+    families = [
+        *entry.families,
+        *target_freshness(entry, module, target, now),
+        *cache_families(probes),
+    ]
+    body, content_type = await asyncio.to_thread(
+        encode, families, request.headers.get("Accept", "")
+    )
+    return web.Response(body=body, headers={"Content-Type": content_type})

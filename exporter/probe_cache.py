@@ -1,0 +1,149 @@
+"""Remote targets' cache: one MetricCache entry per (module, target), LRU- and poll-bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import aiohttp
+from prometheus_client.metrics_core import Metric
+
+from collectors.base import Collector, CollectorContext, Skipped
+from exporter.cache import CacheEntry, MetricCache, Result
+from exporter.clock import Clock, system_clock
+from exporter.probe_config import ProbeConfig, ProbeModule
+from exporter.probe_target import Target
+
+# Builds a target's collector: module, target, the module's HTTP client session.
+DriverFactory = Callable[[ProbeModule, Target, aiohttp.ClientSession], Collector]
+
+
+class ProbeBusy(Exception):
+    """Every cached target is being polled: no entry can be evicted for a new one."""
+
+
+class RemoteCache(MetricCache):
+    """A MetricCache whose entries all serve the same family names, refreshed with jitter."""
+
+    def __init__(self, clock: Clock, retry: float, jitter: float, rng: random.Random) -> None:
+        super().__init__([], clock, retry)
+        self.jitter = jitter
+        self.rng = rng
+
+    def _clash(self, entry: CacheEntry, families: tuple[Metric, ...]) -> str | None:
+        return None  # every target of a driver serves the same names, labelled by scrape
+
+    def _stamp(self, entry: CacheEntry, started: float, result: Result, error: str | None) -> None:
+        super()._stamp(entry, started, result, error)
+        if result is Result.SUCCESS:  # spread targets added together over the interval
+            entry.expires_at -= self.rng.uniform(0.0, self.jitter * entry.interval)
+
+
+class Gated(Collector):
+    """A target's collector that polls only within its module's and the global poll bounds."""
+
+    def __init__(self, inner: Collector, gates: Sequence[asyncio.Semaphore]) -> None:
+        super().__init__(inner.ctx)
+        self.inner = inner
+        self.gates = gates
+
+    async def collect(self) -> Sequence[Metric]:
+        """Wait for a poll slot of each gate, then collect."""
+        async with self.gates[0], self.gates[1]:
+            return await self.inner.collect()
+
+    def take_skipped(self) -> Skipped:
+        """The inner collector's skipped items."""
+        return self.inner.take_skipped()
+
+
+class ProbeCache:
+    """Entries created on first probe, evicted least recently probed first."""
+
+    def __init__(
+        self,
+        config: ProbeConfig,
+        factory: DriverFactory,
+        clock: Clock = system_clock,
+        error_retry_interval: float = 60.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.factory = factory
+        self.cache = RemoteCache(
+            clock, error_retry_interval, config.refresh_jitter, rng or random.Random()
+        )
+        self.evictions = 0
+        self._order: OrderedDict[str, None] = OrderedDict()
+        self._total = asyncio.Semaphore(config.max_concurrent_polls)
+        self._gates = {
+            name: asyncio.Semaphore(m.max_concurrent_polls) for name, m in config.modules.items()
+        }
+        self._http: dict[str, aiohttp.ClientSession] = {}
+
+    @staticmethod
+    def key(module: ProbeModule, target: Target) -> str:
+        """The cache entry name of (module, target)."""
+        return f"{module.name}/{target}"
+
+    def entry(self, module: ProbeModule, target: Target) -> CacheEntry:
+        """The entry of (module, target), created (evicting the LRU idle one) if needed."""
+        key = self.key(module, target)
+        entries = self.cache.entries
+        if key in entries:
+            self._order.move_to_end(key)
+            return entries[key]
+        while len(entries) >= self.config.max_targets:
+            self._evict_one()
+        inner = self.factory(module, target, self._session(module))
+        gated = Gated(inner, (self._total, self._gates[module.name]))
+        entries[key] = CacheEntry(key, gated, module.interval, module.timeout)
+        self._order[key] = None
+        return entries[key]
+
+    def _evict_one(self) -> None:
+        for key in self._order:
+            if self.cache.entries[key].inflight is None:
+                del self._order[key]
+                del self.cache.entries[key]
+                self.evictions += 1
+                return
+        raise ProbeBusy(f"all {len(self._order)} cached targets are being polled")
+
+    def _session(self, module: ProbeModule) -> aiohttp.ClientSession:
+        session = self._http.get(module.name)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(ssl=tls_context(module), limit=64)
+            session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            self._http[module.name] = session
+        return session
+
+    async def close(self) -> None:
+        """Cancel polls in flight and close the HTTP client sessions."""
+        await self.cache.close()
+        for session in self._http.values():
+            await session.close()
+
+
+def default_factory(module: ProbeModule, target: Target, http: aiohttp.ClientSession) -> Collector:
+    """The collector of ``module.driver`` for one target."""
+    from collectors.redfish import redfish_driver  # the drivers import this package's config
+
+    return redfish_driver(module, target, http)
+
+
+def tls_context(module: ProbeModule) -> ssl.SSLContext | bool:
+    """Verification against the system CAs, ``ca_file``, or none (``tls_verify: false``)."""
+    if module.scheme != "https":
+        return True
+    if not module.tls_verify:
+        return False
+    return ssl.create_default_context(cafile=str(module.ca_file) if module.ca_file else None)
+
+
+def target_context(module: ProbeModule) -> CollectorContext:
+    """The collector context of a remote target: only its timeout matters."""
+    return CollectorContext(timeout=module.timeout)

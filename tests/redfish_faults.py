@@ -1,0 +1,130 @@
+"""A small Redfish service on aiohttp with session auth and injectable faults, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+USER, PASSWORD = "monitor", "s3cret-pw-42"
+SYSTEM = "/redfish/v1/Systems/1"
+CHASSIS = "/redfish/v1/Chassis/1"
+
+
+def _link(path: str) -> dict[str, str]:
+    return {"@odata.id": path}
+
+
+def resources() -> dict[str, dict[str, Any]]:
+    """A minimal service tree: one system with memory and a drive, one chassis."""
+    return {
+        "/redfish/v1/": {
+            "Systems": _link("/redfish/v1/Systems"),
+            "Chassis": _link("/redfish/v1/Chassis"),
+            "SessionService": _link("/redfish/v1/SessionService"),
+        },
+        "/redfish/v1/Systems": {"Members": [_link(SYSTEM)]},
+        SYSTEM: {
+            "Id": "1",
+            "Manufacturer": "Contoso",
+            "Model": "R1",
+            "SerialNumber": "SN1",
+            "PowerState": "On",
+            "Status": {"Health": "OK"},
+            "Memory": _link(SYSTEM + "/Memory"),
+            "Storage": _link(SYSTEM + "/Storage"),
+        },
+        SYSTEM + "/Memory": {"Members": [_link(SYSTEM + "/Memory/DIMM0")]},
+        SYSTEM + "/Memory/DIMM0": {"Id": "DIMM0", "CapacityMiB": 16384, "Status": {"Health": "OK"}},
+        SYSTEM + "/Storage": {"Members": [_link(SYSTEM + "/Storage/RAID")]},
+        SYSTEM + "/Storage/RAID": {"Drives": [_link(SYSTEM + "/Storage/RAID/Drives/0")]},
+        SYSTEM + "/Storage/RAID/Drives/0": {
+            "Id": "0",
+            "CapacityBytes": 960197124096,
+            "Status": {"Health": "Critical"},
+        },
+        "/redfish/v1/Chassis": {"Members": [_link(CHASSIS)]},
+        CHASSIS: {
+            "Id": "1",
+            "Status": {"Health": "Warning"},
+            "Thermal": _link(CHASSIS + "/Thermal"),
+            "Power": _link(CHASSIS + "/Power"),
+        },
+        CHASSIS + "/Thermal": {
+            "Temperatures": [
+                {"Name": "Inlet", "ReadingCelsius": 23.5, "Status": {"Health": "OK"}},
+                {"Name": "CPU1", "ReadingCelsius": None},
+            ],
+            "Fans": [
+                {"Name": "Fan1", "Reading": 5400, "ReadingUnits": "RPM"},
+                {"Name": "Fan2", "Reading": 40, "ReadingUnits": "Percent"},
+            ],
+        },
+        CHASSIS + "/Power": {
+            "PowerControl": [{"Name": "System Power", "PowerConsumedWatts": 212}],
+            "PowerSupplies": [
+                {"Name": "PSU1", "PowerInputWatts": 230, "Status": {"Health": "Warning"}}
+            ],
+        },
+    }
+
+
+class FaultyRedfish:
+    """State of the fake service: issued tokens, request counts, faults by path."""
+
+    def __init__(self) -> None:
+        self.tree = resources()
+        self.tokens: set[str] = set()
+        self.password = PASSWORD  # change it to refuse the exporter's logins
+        self.logins = 0
+        self.requests: Counter[str] = Counter()
+        self.faults: dict[str, str] = {}  # path -> 500 | malformed | huge | stream | slow
+        self.release = asyncio.Event()  # ends "slow" responses
+
+    def app(self) -> web.Application:
+        """The aiohttp application serving this state."""
+        app = web.Application()
+        app.router.add_post("/redfish/v1/SessionService/Sessions", self.login)
+        app.router.add_get("/{tail:.*}", self.get)
+        return app
+
+    async def login(self, request: web.Request) -> web.Response:
+        """Issue a token for the right credentials (Redfish session login)."""
+        self.requests["login"] += 1
+        body = await request.json()
+        if body != {"UserName": USER, "Password": self.password}:
+            return web.json_response({"error": "bad credentials"}, status=401)
+        self.logins += 1
+        token = secrets.token_hex(8)
+        self.tokens.add(token)
+        return web.json_response({}, status=201, headers={"X-Auth-Token": token})
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        """Serve a resource to a valid session, unless a fault is set for it."""
+        path = request.path
+        self.requests[path] += 1
+        if request.headers.get("X-Auth-Token") not in self.tokens:
+            return web.json_response({"error": "no valid session"}, status=401)
+        fault = self.faults.get(path)
+        if fault == "500":
+            return web.json_response({"error": "internal"}, status=500)
+        if fault == "malformed":
+            return web.Response(body=b'{"Members": [', content_type="application/json")
+        if fault == "huge":
+            return web.Response(body=b" " * 200_000, content_type="application/json")
+        if fault == "stream":  # no Content-Length: the bound must hold while reading
+            response = web.StreamResponse()
+            await response.prepare(request)
+            for _ in range(50):
+                await response.write(b" " * 8192)
+            await response.write_eof()
+            return response
+        if fault == "slow":
+            await self.release.wait()
+        if path not in self.tree:
+            return web.json_response({"error": "not found"}, status=404)
+        return web.Response(text=json.dumps(self.tree[path]), content_type="application/json")
