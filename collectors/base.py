@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 import types
 from abc import ABC, abstractmethod
@@ -15,6 +16,8 @@ from typing import Any
 import psutil
 from prometheus_client.metrics_core import Metric
 
+from exporter.durations import parse_duration
+from exporter.options import parse_bool, parse_regex
 from exporter.runner import CommandRunner
 
 
@@ -42,9 +45,25 @@ class CollectorContext:
         """Return a collector option's value (flag ``--collector.<name>.<option>``)."""
         return self.options.get(name, "")
 
-    def flag(self, name: str) -> bool:
-        """Return a boolean collector option."""
-        return self.option(name).lower() in {"1", "true", "yes", "on"}
+    # The typed readers below get values the flag layer checked at startup.
+    def flag(self, name: str, default: bool = False) -> bool:
+        """Return a boolean collector option (``default`` when unset)."""
+        text = self.option(name)
+        return parse_bool(text) if text else default
+
+    def integer(self, name: str, default: int) -> int:
+        """Return an integer collector option (``default`` when unset)."""
+        text = self.option(name)
+        return int(text) if text else default
+
+    def seconds(self, name: str, default: float) -> float:
+        """Return a duration collector option in seconds (``default`` when unset)."""
+        text = self.option(name)
+        return parse_duration(text) if text else default
+
+    def regex(self, name: str) -> re.Pattern[str] | None:
+        """Return a regex collector option, compiled once; ``None`` when empty."""
+        return parse_regex(self.option(name))
 
 
 # Reports one item left out of a collection: ``skip(item, reason)``.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
@@ -10,6 +9,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector, NotApplicable, read_number, read_text
 from collectors.registry import CollectorOption, register
+from exporter.options import Regex
 
 SECTOR = 512
 
@@ -24,6 +24,7 @@ SECTOR = 512
             "device-exclude",
             r"^(ram|loop|fd|zram|sr|md|dm-|nbd)\d*",
             "regex of block device names to skip",
+            Regex(),
         ),
     ),
 )
@@ -35,7 +36,7 @@ class DisksCollector(BlockingCollector):
         block = self.ctx.sysfs / "block"
         if not block.is_dir():
             raise NotApplicable(f"{block} not found")
-        exclude = re.compile(self.ctx.option("device-exclude") or r"^$")
+        exclude = self.ctx.regex("device-exclude")
         size = GaugeMetricFamily("hw_disk_size_bytes", "Block device size.", labels=["device"])
         rotational = GaugeMetricFamily(
             "hw_disk_rotational", "1 for spinning disks, 0 for solid state.", labels=["device"]
@@ -44,7 +45,7 @@ class DisksCollector(BlockingCollector):
             "hw_disk", "Block device identity from sysfs.", labels=["device", "model", "vendor"]
         )
         for dev in sorted(block.iterdir(), key=lambda p: p.name):
-            if exclude.search(dev.name):
+            if exclude and exclude.search(dev.name):
                 continue
             sectors = read_number(dev / "size")
             if sectors is not None:

@@ -10,6 +10,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector, NotApplicable, read_text
 from collectors.registry import CollectorOption, register
+from exporter.options import Flag
 
 # label name -> file under class/dmi/id
 FIELDS: dict[str, str] = {
@@ -68,6 +69,7 @@ def read_fields(directory: Path, fields: dict[str, str]) -> dict[str, str]:
             "false",
             "also export serial numbers, product UUID and asset tags (sensitive; "
             "usually readable by root only)",
+            Flag(),
         ),
     ),
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 
 from prometheus_client.core import GaugeMetricFamily
@@ -11,6 +10,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector
 from collectors.registry import CollectorOption, register
+from exporter.options import Regex
 
 
 @register(
@@ -23,6 +23,7 @@ from collectors.registry import CollectorOption, register
             "mount-points-exclude",
             r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/.+)($|/)",
             "regex of mountpoints to skip",
+            Regex(),
         ),
         CollectorOption(
             "fs-types-exclude",
@@ -30,6 +31,7 @@ from collectors.registry import CollectorOption, register
             r"hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|"
             r"selinuxfs|squashfs|sysfs|tracefs)$",
             "regex of filesystem types to skip",
+            Regex(),
         ),
     ),
 )
@@ -38,8 +40,8 @@ class FilesystemsCollector(BlockingCollector):
 
     def collect_blocking(self) -> Sequence[Metric]:
         """Return size and free bytes of each real filesystem."""
-        mounts_exclude = re.compile(self.ctx.option("mount-points-exclude") or r"^$")
-        types_exclude = re.compile(self.ctx.option("fs-types-exclude") or r"^$")
+        mounts_exclude = self.ctx.regex("mount-points-exclude")
+        types_exclude = self.ctx.regex("fs-types-exclude")
         labels = ["device", "mountpoint", "fstype"]
         size = GaugeMetricFamily("hw_filesystem_size_bytes", "Filesystem size.", labels=labels)
         free = GaugeMetricFamily("hw_filesystem_free_bytes", "Free space.", labels=labels)
@@ -49,9 +51,9 @@ class FilesystemsCollector(BlockingCollector):
         seen: set[str] = set()
         for part in self.ctx.psutil.disk_partitions(all=False):
             mountpoint = part.mountpoint
-            if mountpoint in seen or mounts_exclude.search(mountpoint):
+            if mountpoint in seen or (mounts_exclude and mounts_exclude.search(mountpoint)):
                 continue
-            if types_exclude.search(part.fstype):
+            if types_exclude and types_exclude.search(part.fstype):
                 continue
             seen.add(mountpoint)
             path = os.path.join(str(self.ctx.rootfs), mountpoint.lstrip("/"))

@@ -13,6 +13,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector, CollectorError, NotApplicable, read_number, read_text
 from collectors.registry import CollectorOption, register
+from exporter.options import Regex
 
 SENSOR_FILE = re.compile(r"^(temp|fan|in|power|curr|intrusion)(\d+)_([a-z_]+)$")
 HWMON_DIR = re.compile(r"^hwmon(\d+)$")
@@ -105,18 +106,6 @@ def assign_labels(chips: list[Chip]) -> None:
             chip.label = f"{chip.base}_{suffix}"
 
 
-def compile_option(option: str, value: str) -> re.Pattern[str] | None:
-    """Compile a regex option; a bad one is a collection error naming the flag."""
-    if not value:
-        return None
-    try:
-        return re.compile(value)
-    except re.error as exc:
-        raise CollectorError(
-            f"--collector.hwmon.{option}: invalid regex {value!r}: {exc}"
-        ) from None
-
-
 def sensor_files(chip: Chip) -> dict[str, dict[str, Path]]:
     """sensor ("temp1") -> property ("input") -> file; the hwmon dir wins over the device dir."""
     files: dict[str, dict[str, Path]] = {}
@@ -151,11 +140,13 @@ def sensor_order(sensor: str) -> tuple[str, int]:
             "chip-include",
             "",
             "regex (searched) of chips to read, matched against the chip label and its name",
+            Regex(),
         ),
         CollectorOption(
             "chip-exclude",
             "",
             "regex (searched) of chips to skip, matched against the chip label and its name",
+            Regex(),
         ),
     ),
 )
@@ -164,8 +155,8 @@ class HwmonCollector(BlockingCollector):
 
     def chips(self) -> list[Chip]:
         """Discovered chips with unique labels, filtered by the include/exclude options."""
-        include = compile_option("chip-include", self.ctx.option("chip-include"))
-        exclude = compile_option("chip-exclude", self.ctx.option("chip-exclude"))
+        include = self.ctx.regex("chip-include")
+        exclude = self.ctx.regex("chip-exclude")
         class_dir = self.ctx.sysfs / "class" / "hwmon"
         try:
             chips = discover(class_dir)

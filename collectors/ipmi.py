@@ -21,6 +21,7 @@ from collectors.ipmi_parse import (
     parse_sensor_list,
 )
 from collectors.registry import CollectorOption, register
+from exporter.options import Choice, Flag
 from exporter.runner import (
     CommandError,
     CommandNotFound,
@@ -47,10 +48,6 @@ DENIED_HINT = (
 DCMI_UNSUPPORTED = ("Invalid command", "not supported", "Invalid data field")
 
 
-def _off(value: str) -> bool:
-    return value.strip().lower() in {"0", "false", "no", "off"}
-
-
 @register(
     "ipmi",
     description="BMC sensors, DCMI power and SEL usage via ipmitool",
@@ -63,9 +60,12 @@ def _off(value: str) -> bool:
             "sdr",
             "sensor listing: 'sdr' (ipmitool sdr elist: analog and discrete sensors) or "
             "'sensor' (ipmitool sensor: threshold sensors only)",
+            Choice(tuple(SOURCES)),
         ),
-        CollectorOption("dcmi", "true", "also read DCMI power (ipmitool dcmi power reading)"),
-        CollectorOption("sel", "true", "also read SEL usage (ipmitool sel info)"),
+        CollectorOption(
+            "dcmi", "true", "also read DCMI power (ipmitool dcmi power reading)", Flag()
+        ),
+        CollectorOption("sel", "true", "also read SEL usage (ipmitool sel info)", Flag()),
     ),
 )
 class IpmiCollector(Collector):
@@ -74,8 +74,6 @@ class IpmiCollector(Collector):
     async def collect(self) -> Sequence[Metric]:
         """Sensors are required; DCMI and SEL are best effort."""
         source = self.ctx.option("source") or "sdr"
-        if source not in SOURCES:
-            raise CollectorError(f"--collector.ipmi.source must be sdr or sensor, not {source!r}")
         deadline = time.monotonic() + self.ctx.timeout
         what = "ipmitool " + " ".join(SOURCES[source])
         result = await self._run(SOURCES[source], deadline)
@@ -88,11 +86,11 @@ class IpmiCollector(Collector):
         parse = parse_sdr_elist if source == "sdr" else parse_sensor_list
         readings = parse(text, self.skip)
         families = self._sensor_families(readings)
-        if not _off(self.ctx.option("dcmi")):
+        if self.ctx.flag("dcmi", default=True):
             dcmi = await self._optional(["dcmi", "power", "reading"], deadline, parse_dcmi_power)
             if dcmi is not None:
                 families.extend(_dcmi_families(dcmi))
-        if not _off(self.ctx.option("sel")):
+        if self.ctx.flag("sel", default=True):
             sel = await self._optional(["sel", "info"], deadline, parse_sel_info)
             if sel is not None:
                 families.extend(_sel_families(sel))

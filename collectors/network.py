@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
@@ -10,6 +9,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector
 from collectors.registry import CollectorOption, register
+from exporter.options import Regex
 
 DUPLEX = {0: "unknown", 1: "half", 2: "full"}
 
@@ -21,7 +21,7 @@ DUPLEX = {0: "unknown", 1: "half", 2: "full"}
     timeout="30s",
     options=(
         CollectorOption(
-            "device-exclude", r"^(lo|veth.*|docker\d*|br-.*)$", "regex of NICs to skip"
+            "device-exclude", r"^(lo|veth.*|docker\d*|br-.*)$", "regex of NICs to skip", Regex()
         ),
     ),
 )
@@ -30,7 +30,7 @@ class NetworkCollector(BlockingCollector):
 
     def collect_blocking(self) -> Sequence[Metric]:
         """Return per-NIC speed, MTU, duplex and up state."""
-        exclude = re.compile(self.ctx.option("device-exclude") or r"^$")
+        exclude = self.ctx.regex("device-exclude")
         labels = ["device"]
         speed = GaugeMetricFamily(
             "hw_network_speed_bytes", "Negotiated link speed in bytes per second.", labels=labels
@@ -39,7 +39,7 @@ class NetworkCollector(BlockingCollector):
         up = GaugeMetricFamily("hw_network_up", "1 if the interface is up.", labels=labels)
         info = InfoMetricFamily("hw_network", "Interface duplex mode.", labels=["device", "duplex"])
         for name, stats in sorted(self.ctx.psutil.net_if_stats().items()):
-            if exclude.search(name):
+            if exclude and exclude.search(name):
                 continue
             if stats.speed > 0:
                 speed.add_metric([name], stats.speed * 1_000_000 / 8)

@@ -5,20 +5,22 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from collectors.base import Collector, CollectorContext
+from exporter.options import OptionKind, Text
 
 CollectorFactory = Callable[[CollectorContext], Collector]
 
 
 @dataclass(frozen=True)
 class CollectorOption:
-    """A collector-specific flag ``--collector.<name>.<option>``."""
+    """A collector-specific flag ``--collector.<name>.<option>``; ``kind`` checks its value."""
 
     name: str
     default: str
     help: str
+    kind: OptionKind = field(default_factory=Text)
 
 
 @dataclass(frozen=True)

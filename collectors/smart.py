@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -22,7 +21,7 @@ from collectors.smart_parse import (
     device_label,
     parse_scan,
 )
-from exporter.durations import parse_duration
+from exporter.options import Choice, Duration, Flag, Integer, Regex
 from exporter.runner import (
     CommandError,
     CommandNotFound,
@@ -54,17 +53,23 @@ READ_ARGS = (
     tool="smartctl",
     options=(
         CollectorOption("devices", "", "comma-separated devices (default: smartctl --scan-open)"),
-        CollectorOption("device-include", "", "regex of device labels to read (e.g. ^sd)"),
-        CollectorOption("device-exclude", "", "regex of device labels to skip"),
-        CollectorOption("workers", "4", "devices read in parallel"),
-        CollectorOption("device-timeout", "30s", "timeout of one device's smartctl run"),
+        CollectorOption("device-include", "", "regex of device labels to read (e.g. ^sd)", Regex()),
+        CollectorOption("device-exclude", "", "regex of device labels to skip", Regex()),
+        CollectorOption("workers", "4", "devices read in parallel", Integer(1, 64)),
         CollectorOption(
-            "nocheck-standby", "true", "pass --nocheck=standby: never wake sleeping disks"
+            "device-timeout",
+            "30s",
+            "timeout of one device's smartctl run",
+            Duration(positive=True),
+        ),
+        CollectorOption(
+            "nocheck-standby", "true", "pass --nocheck=standby: never wake sleeping disks", Flag()
         ),
         CollectorOption(
             "nvme-health",
             "auto",
             "export NVMe health as hw_smart_nvme_* (auto: only when nvme-cli is not installed)",
+            Choice(("auto", "true", "false")),
         ),
     ),
 )
@@ -78,8 +83,8 @@ class SmartCollector(Collector):
 
     async def collect(self) -> Sequence[Metric]:
         """Read every selected device; fail only when none could be read."""
-        workers = self._positive_int("workers", 4)
-        device_timeout = self._duration("device-timeout", 30.0)
+        workers = self.ctx.integer("workers", 4)
+        device_timeout = self.ctx.seconds("device-timeout", 30.0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ctx.timeout * BUDGET_FRACTION
         scan_timeout = min(device_timeout, deadline - loop.time())
@@ -138,8 +143,8 @@ class SmartCollector(Collector):
             ) from exc
 
     def _select(self, devices: list[Device]) -> list[Device]:
-        include = self._regex("device-include")
-        exclude = self._regex("device-exclude")
+        include = self.ctx.regex("device-include")
+        exclude = self.ctx.regex("device-exclude")
         return [
             d
             for d in devices
@@ -149,7 +154,7 @@ class SmartCollector(Collector):
 
     async def _read(self, device: Device, timeout: float) -> DeviceResult:
         argv = ["smartctl", *READ_ARGS]
-        if (self.ctx.option("nocheck-standby") or "true").lower() in {"1", "true", "yes", "on"}:
+        if self.ctx.flag("nocheck-standby", default=True):
             argv.append("--nocheck=standby")
         if device.type:
             argv.append(f"--device={device.type}")
@@ -165,35 +170,11 @@ class SmartCollector(Collector):
         return classify(device.label, result.returncode, result.stdout, result.stderr)
 
     def _nvme_health(self) -> bool:
-        choice = (self.ctx.option("nvme-health") or "auto").lower()
+        choice = self.ctx.option("nvme-health") or "auto"
         if choice == "auto":
             # The nvme collector (default-enabled, needs nvme-cli) exports the same fields.
             return self.ctx.runner.which("nvme") is None
-        return choice in {"1", "true", "yes", "on"}
-
-    def _positive_int(self, name: str, default: int) -> int:
-        raw = self.ctx.option(name) or str(default)
-        if not raw.isdigit() or int(raw) < 1:
-            raise CollectorError(f"--collector.smart.{name}={raw!r}: expected a positive integer")
-        return int(raw)
-
-    def _duration(self, name: str, default: float) -> float:
-        raw = self.ctx.option(name)
-        if not raw:
-            return default
-        try:
-            return parse_duration(raw)
-        except ValueError as exc:
-            raise CollectorError(f"--collector.smart.{name}: {exc}") from None
-
-    def _regex(self, name: str) -> re.Pattern[str] | None:
-        raw = self.ctx.option(name)
-        if not raw:
-            return None
-        try:
-            return re.compile(raw)
-        except re.error as exc:
-            raise CollectorError(f"--collector.smart.{name}={raw!r}: bad regex: {exc}") from None
+        return choice == "true"
 
 
 def _summary(failed: Sequence[DeviceResult]) -> str:

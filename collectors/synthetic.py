@@ -10,18 +10,21 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorError
 from collectors.registry import CollectorOption, register
+from exporter.options import Duration, Flag, Integer
 
 
 @register(
     "synthetic",
-    description="Synthetic samples for benchmarks and tests (never on by default)",
+    description="Synthetic samples for benchmarks and tests",
     default_enabled=False,
     interval="1h",
     timeout="60s",
     options=(
-        CollectorOption("samples", "1000", "number of samples to produce"),
-        CollectorOption("delay", "0", "seconds to sleep before answering (a slow tool)"),
-        CollectorOption("fail", "false", "fail every collection (true/false)"),
+        CollectorOption("samples", "1000", "number of samples to produce", Integer(0)),
+        CollectorOption(
+            "delay", "0s", "how long to sleep before answering (a slow tool)", Duration()
+        ),
+        CollectorOption("fail", "false", "fail every collection", Flag()),
     ),
 )
 class SyntheticCollector(Collector):
@@ -29,12 +32,8 @@ class SyntheticCollector(Collector):
 
     async def collect(self) -> Sequence[Metric]:
         """Sleep, then return the samples (or fail when asked to)."""
-        try:
-            samples = int(self.ctx.option("samples") or "1000")
-            delay = float(self.ctx.option("delay") or "0")
-        except ValueError as exc:
-            raise CollectorError(f"bad synthetic option: {exc}") from None
-        await asyncio.sleep(delay)
+        samples = self.ctx.integer("samples", 1000)
+        await asyncio.sleep(self.ctx.seconds("delay", 0.0))
         if self.ctx.flag("fail"):
             raise CollectorError("synthetic failure requested (--collector.synthetic.fail)")
         families = [

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from collectors.registry import CollectorSpec
+from exporter import __version__
 from exporter.durations import format_duration, parse_duration
 from exporter.flagparser import DURATION_HELP, FlagParser, HelpFormatter
 from exporter.flags import add_flags
@@ -21,7 +25,8 @@ def build_parser(registry: dict[str, CollectorSpec]) -> FlagParser:
         prog="hwcache-exporter",
         usage="%(prog)s [flags]",
         description="Prometheus exporter for slow hardware data, cached per collector.",
-        epilog=f"{DURATION_HELP} Boolean flags are turned off with their --no- form.",
+        epilog=f"{DURATION_HELP} Boolean flags are turned off with their --no- form "
+        "(--flag=true and --flag=false work too).",
         formatter_class=HelpFormatter,
         # Abbreviations of dotted flags are surprising (--web.listen would be accepted).
         allow_abbrev=False,
@@ -29,6 +34,17 @@ def build_parser(registry: dict[str, CollectorSpec]) -> FlagParser:
     )
     add_flags(parser, registry)
     return parser
+
+
+def parse_flags(
+    registry: dict[str, CollectorSpec], argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """Parse the command line; ``--version`` prints and exits once every flag checked out."""
+    args = build_parser(registry).parse_args(argv)
+    if args.version:
+        sys.stdout.write(f"hwcache-exporter {__version__}\n")
+        raise SystemExit(0)
+    return args
 
 
 def explicit_collectors(args: argparse.Namespace, registry: dict[str, CollectorSpec]) -> set[str]:
@@ -50,6 +66,8 @@ def enabled_collectors(args: argparse.Namespace, registry: dict[str, CollectorSp
 def checked_root(flag: str, value: str) -> Path:
     """A ``--path.*`` root, which must be an existing directory."""
     path = Path(value)
+    if not value:
+        raise SystemExit(f"{flag}=: empty path (no such directory)")
     if not path.exists():
         raise SystemExit(f"{flag}={value}: no such directory")
     if not path.is_dir():
@@ -57,11 +75,26 @@ def checked_root(flag: str, value: str) -> Path:
     return path
 
 
-def positive(flag: str, seconds: float) -> float:
-    """A duration flag that must not be zero."""
-    if seconds <= 0:
-        raise SystemExit(f"{flag} must be positive")
-    return seconds
+def checked_cache_dir(value: str) -> Path:
+    """``--cache.dir``: made if missing (its parent must exist), and writable."""
+    path = Path(value)
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+    except FileNotFoundError:
+        raise SystemExit(f"--cache.dir={value}: no such directory: {path.parent}") from None
+    except FileExistsError:
+        raise SystemExit(f"--cache.dir={value}: not a directory") from None
+    except OSError as exc:
+        raise SystemExit(f"--cache.dir={value}: cannot create it: {exc.strerror}") from None
+    if not path.is_dir():
+        raise SystemExit(f"--cache.dir={value}: not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SystemExit(f"--cache.dir={value}: not writable: {exc.strerror}") from None
+    return path
 
 
 def settings_from_args(
@@ -76,13 +109,9 @@ def settings_from_args(
         spec = registry[name]
         options = {o.name: getattr(args, f"opt_{name}_{o.name}") for o in spec.options}
         timeout = getattr(args, f"timeout_{name}")
-        if timeout <= 0:
-            raise SystemExit(f"--collector.{name}.timeout must be positive")
         collectors.append(
             CollectorSettings(name, getattr(args, f"interval_{name}"), timeout, options)
         )
-    if not args.telemetry_path.startswith("/"):
-        raise SystemExit("--web.telemetry-path must start with '/'")
     return Settings(
         collectors=tuple(collectors),
         listen_address=args.listen,
@@ -101,11 +130,11 @@ def settings_from_args(
         invalidate_enabled=args.invalidate_enabled,
         max_requests=args.max_requests,
         max_connections=args.max_connections,
-        read_header_timeout=positive("--web.read-header-timeout", args.read_header_timeout),
-        idle_timeout=positive("--web.idle-timeout", args.idle_timeout),
-        write_timeout=positive("--web.write-timeout", args.write_timeout),
+        read_header_timeout=args.read_header_timeout,
+        idle_timeout=args.idle_timeout,
+        write_timeout=args.write_timeout,
         web_config_file=Path(args.web_config_file) if args.web_config_file else None,
-        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        cache_dir=checked_cache_dir(args.cache_dir) if args.cache_dir else None,
         skipped=tuple(skipped),
     )
 

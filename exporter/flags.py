@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 
 from collectors.registry import CollectorOption, CollectorSpec
-from exporter import __version__
 from exporter.durations import format_duration, parse_duration
-from exporter.flagparser import duration, non_negative_int, positive_int
+from exporter.flagparser import (
+    BoolFlag,
+    checked,
+    duration,
+    listen_address,
+    non_negative_int,
+    positive_duration,
+    positive_int,
+    url_path,
+)
+from exporter.options import Flag
 
 DEFAULT_LISTEN = ":9847"
 
@@ -16,12 +25,8 @@ def add_flags(parser: argparse.ArgumentParser, registry: dict[str, CollectorSpec
     """Add every flag in groups: general, web, framework, paths, logging, one per collector."""
     general = parser.add_argument_group("general")
     general.add_argument("-h", "--help", action="help", help="show this help and exit")
-    general.add_argument(
-        "--version",
-        action="version",
-        version=f"hwcache-exporter {__version__}",
-        help="print the version and exit",
-    )
+    # Acted on after parsing, so that an unknown flag next to it is still a usage error.
+    general.add_argument("--version", action="store_true", help="print the version and exit")
     _web_flags(parser.add_argument_group("web server"))
     _framework_flags(parser.add_argument_group("collector framework"))
     paths = parser.add_argument_group("paths (roots for containers and tests)")
@@ -58,22 +63,6 @@ def add_flags(parser: argparse.ArgumentParser, registry: dict[str, CollectorSpec
         _collector_flags(parser, spec)
 
 
-def _option_metavar(option: CollectorOption) -> str:
-    """BOOL, N, DURATION or REGEX when the default or help says so, else VALUE."""
-    default = option.default.lower()
-    if default in {"true", "false"}:
-        return "BOOL"
-    if "regex" in option.help:
-        return "REGEX"
-    if default.isdigit():
-        return "N"
-    try:
-        parse_duration(default)
-    except ValueError:
-        return "VALUE"
-    return "DURATION"
-
-
 def _canonical(text: str) -> str:
     return format_duration(parse_duration(text))
 
@@ -83,6 +72,7 @@ def _web_flags(group: argparse._ArgumentGroup) -> None:
     add(
         "--web.listen-address",
         dest="listen",
+        type=listen_address,
         default=DEFAULT_LISTEN,
         metavar="ADDRESS",
         help="host:port to listen on; ':9847' is every interface (IPv4 and IPv6), "
@@ -91,6 +81,7 @@ def _web_flags(group: argparse._ArgumentGroup) -> None:
     add(
         "--web.telemetry-path",
         dest="telemetry_path",
+        type=url_path,
         default="/metrics",
         metavar="PATH",
         help="path of the metrics endpoint",
@@ -121,7 +112,7 @@ def _web_flags(group: argparse._ArgumentGroup) -> None:
     add(
         "--web.read-header-timeout",
         dest="read_header_timeout",
-        type=duration,
+        type=positive_duration,
         default="10s",
         metavar="DURATION",
         help="time a client has to send a request's headers (and finish a TLS handshake)",
@@ -129,7 +120,7 @@ def _web_flags(group: argparse._ArgumentGroup) -> None:
     add(
         "--web.idle-timeout",
         dest="idle_timeout",
-        type=duration,
+        type=positive_duration,
         default="75s",
         metavar="DURATION",
         help="how long a keep-alive connection may wait for its next request",
@@ -137,7 +128,7 @@ def _web_flags(group: argparse._ArgumentGroup) -> None:
     add(
         "--web.write-timeout",
         dest="write_timeout",
-        type=duration,
+        type=positive_duration,
         default="30s",
         metavar="DURATION",
         help="close a connection whose client reads none of its response for this long",
@@ -161,7 +152,7 @@ def _web_flags(group: argparse._ArgumentGroup) -> None:
     add(
         "--web.response-cache",
         dest="response_cache",
-        action=argparse.BooleanOptionalAction,
+        action=BoolFlag,
         default=True,
         help="cache whole /metrics responses",
     )
@@ -192,7 +183,7 @@ def _web_flags(group: argparse._ArgumentGroup) -> None:
     add(
         "--web.enable-invalidate",
         dest="invalidate_enabled",
-        action=argparse.BooleanOptionalAction,
+        action=BoolFlag,
         default=True,
         help="allow POST /cache/invalidate",
     )
@@ -255,7 +246,7 @@ def _collector_flags(parser: argparse.ArgumentParser, spec: CollectorSpec) -> No
         f"--collector.{name}",
         dest=f"enable_{name}",
         default=None,
-        action=argparse.BooleanOptionalAction,
+        action=BoolFlag,
         help=f"{spec.description}{tool} (default: {state})",
     )
     add(
@@ -269,17 +260,34 @@ def _collector_flags(parser: argparse.ArgumentParser, spec: CollectorSpec) -> No
     add(
         f"--collector.{name}.timeout",
         dest=f"timeout_{name}",
-        type=duration,
+        type=positive_duration,
         default=_canonical(spec.timeout),
         metavar="DURATION",
         help=f"time limit of one {name} collection"
         + (" (its tool's process group is killed)" if spec.tool else ""),
     )
     for option in spec.options:
-        add(
-            f"--collector.{name}.{option.name}",
-            dest=f"opt_{name}_{option.name}",
-            default=option.default,
-            metavar=_option_metavar(option),
-            help=option.help,
+        _option_flag(
+            group, f"--collector.{name}.{option.name}", f"opt_{name}_{option.name}", option
         )
+
+
+def _option_flag(
+    group: argparse._ArgumentGroup, flag: str, dest: str, option: CollectorOption
+) -> None:
+    """A collector option's flag; its kind checks (and canonicalises) the value at parse time."""
+    kind = option.kind
+    if isinstance(kind, Flag):
+        default = kind.canonical(option.default)
+        group.add_argument(
+            flag, dest=dest, default=default, action=BoolFlag, as_text=True, help=option.help
+        )
+        return
+    group.add_argument(
+        flag,
+        dest=dest,
+        type=checked(kind.canonical),
+        default=option.default,
+        metavar=kind.metavar,
+        help=option.help,
+    )

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter import sdnotify
+from exporter.address import parse_listen_address
 from exporter.connections import ConnectionGuard, ConnectionLimits, Throttled
 from exporter.keys import SETTINGS
 from exporter.limits import PARSER_LIMITS
@@ -32,6 +33,7 @@ _HINTS = {
 # pipes, sysfs reads, and a burst of up to BACKLOG accepts before idle connections are closed.
 FD_RESERVE = 256
 ACCEPT_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+UNAVAILABLE = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
 
 
 # (host, port) or, for IPv6 from getaddrinfo, (host, port, flowinfo, scope_id).
@@ -51,12 +53,11 @@ def host_port(address: object) -> str:
 
 
 def split_listen_address(address: str) -> tuple[str | None, int]:
-    """``:9847``, ``127.0.0.1:9847`` or ``[::1]:9847`` into host and port."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ListenError(f"--web.listen-address={address}: expected host:port, e.g. :9847")
-    host = host.strip("[]")
-    return (host or None), int(port)
+    """``:9847``, ``127.0.0.1:9847``, ``localhost:9847`` or ``[::1]:9847`` into host and port."""
+    try:
+        return parse_listen_address(address)
+    except ValueError as exc:
+        raise ListenError(f"--web.listen-address={address}: {exc}") from None
 
 
 def listen_sockets(address: str) -> list[socket.socket]:
@@ -72,16 +73,24 @@ def listen_sockets(address: str) -> list[socket.socket]:
             f"cannot listen on {address}: cannot resolve {host}: {cause[:1].lower()}{cause[1:]}"
         ) from None
     sockets: list[socket.socket] = []
+    unavailable: list[ListenError] = []
     try:
         for family, sockaddr in dict.fromkeys((info[0], info[4]) for info in infos):
             try:
                 sockets.append(_bind(family, sockaddr))
             except OSError as exc:
-                raise _failure(address, sockaddr, exc) from None
+                # A name may resolve to an address this host lacks (::1 with IPv6 disabled).
+                if exc.errno not in UNAVAILABLE:
+                    raise _failure(address, sockaddr, exc) from None
+                unavailable.append(_failure(address, sockaddr, exc))
+        if not sockets:
+            raise unavailable[0]
     except BaseException:
         for sock in sockets:
             sock.close()
         raise
+    for error in unavailable:
+        log.warning("%s; listening on its other addresses", error)
     return sockets
 
 

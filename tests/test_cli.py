@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from collectors.base import CollectorContext
 from collectors.registry import CollectorSpec, load_all
 from exporter import __version__
 from exporter.cli import build_parser, describe_defaults, enabled_collectors, settings_from_args
@@ -92,8 +93,35 @@ def test_listen_address_forms() -> None:
     assert split_listen_address(":9847") == (None, 9847)
     assert split_listen_address("127.0.0.1:1") == ("127.0.0.1", 1)
     assert split_listen_address("[::1]:9847") == ("::1", 9847)
+    assert split_listen_address("localhost:65535") == ("localhost", 65535)
+    assert split_listen_address("[fe80::1%eth0]:80") == ("fe80::1%eth0", 80)
     with pytest.raises(ListenError, match="expected host:port"):
         split_listen_address("localhost")
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("[::1:9", "expected host:port"),
+        ("::1:9", "expected host:port"),
+        ("[::1]]:9", "expected host:port"),
+        ("[127.0.0.1]:9", "not an IPv6 address"),
+        ("999.1.1.1:9", "not an IPv4 address"),
+        ("my host:9", "not a host name"),
+        ("127.0.0.1", "expected host:port"),
+        ("127.0.0.1:", "expected host:port"),
+        (":+9", "expected host:port"),
+        (":99999", "port 99999 is out of range (1-65535)"),
+        (":0", "port 0 is out of range"),
+    ],
+)
+def test_malformed_listen_address_is_a_usage_error(
+    address: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ListenError, match=re.escape(message)):
+        split_listen_address(address)
+    (line,) = usage_error([f"--web.listen-address={address}"], capsys)
+    assert "--web.listen-address" in line and message in line, line
 
 
 def test_version_and_console_entry() -> None:
@@ -105,13 +133,34 @@ def test_version_and_console_entry() -> None:
 
 def test_unknown_flag_is_a_usage_error() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "exporter", "--collector.nope"], capture_output=True, text=True
+        [sys.executable, "-m", "exporter", "--collector.nvem"], capture_output=True, text=True
     )
     assert out.returncode == 2
     assert out.stderr.splitlines() == [
-        "hwcache-exporter: unknown flag --collector.nope (did you mean --collector.nvme?); "
+        "hwcache-exporter: unknown flag --collector.nvem (did you mean --collector.nvme?); "
         "see --help"
     ]
+
+
+@pytest.mark.parametrize(
+    "flag",
+    ["--collector.zfs", "--collector.nosuch", "--collector.textfile", "--collector.nope", "--x"],
+)
+def test_no_suggestion_for_unrelated_flags(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    (line,) = usage_error([flag], capsys)
+    assert line == f"hwcache-exporter: unknown flag {flag}; see --help"
+
+
+def test_version_only_when_every_flag_is_valid() -> None:
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "exporter", *argv]
+        return subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+
+    bogus = run("--bogus", "--version")
+    assert bogus.returncode == 2 and bogus.stdout == "", bogus
+    assert bogus.stderr == "hwcache-exporter: unknown flag --bogus; see --help\n"
+    fine = run("--web.response-cache=false", "--version")
+    assert fine.returncode == 0 and fine.stdout == f"hwcache-exporter {__version__}\n", fine
 
 
 def test_readme_collector_table_matches_registry() -> None:
@@ -172,6 +221,12 @@ def test_help_describes_every_flag_once() -> None:
         if action.type is duration:
             assert f"{action.option_strings[0]} DURATION" in entries, action.option_strings
     assert "(default: 6h)" in entries["--collector.smart.interval DURATION"]
+    assert "(default: 0s)" in entries["--collector.synthetic.delay DURATION"]
+    assert "(default: 4)" in entries["--collector.smart.workers N"]
+    assert "(default: sdr)" in entries["--collector.ipmi.source sdr|sensor"]
+    assert "(default: enabled)" in entries["--collector.ipmi.dcmi, --no-collector.ipmi.dcmi"]
+    assert "(default: disabled)" in entries["--collector.dmi.serials, --no-collector.dmi.serials"]
+    assert "by default" not in entries["--collector.synthetic, --no-collector.synthetic"]
     assert "(default: enabled)" in entries["--collector.smart, --no-collector.smart"]
     assert "(default: disabled)" in entries["--collector.synthetic, --no-collector.synthetic"]
 
@@ -183,6 +238,9 @@ def test_help_describes_every_flag_once() -> None:
         (["--web.listen-adress", ":1"], "unknown flag --web.listen-adress (did you mean"),
         (["--web.listen=:1"], "unknown flag --web.listen (did you mean --web.listen-address?)"),
         (["--collector.smart.int=1h"], "unknown flag --collector.smart.int"),
+        (["--no-collector.smrat"], "(did you mean --no-collector.smart?)"),
+        (["--web.response-cache=maybe"], "--web.response-cache=maybe: expected true or false"),
+        (["--no-web.response-cache=true"], "--no-web.response-cache takes no value"),
         (["--zzz"], "unknown flag --zzz; see --help"),
         (["extra"], "unexpected argument 'extra'"),
         (["--log.level=loud"], "invalid choice: 'loud'"),
@@ -199,3 +257,101 @@ def test_usage_error_is_one_line(
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("hwcache-exporter: ") and line.endswith("; see --help"), line
     assert message in line, line
+
+
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The lines a usage error printed (it must exit 2 and end in "see --help")."""
+    with pytest.raises(SystemExit) as exc:
+        build_parser(REGISTRY).parse_args(argv)
+    assert exc.value.code == 2, argv
+    lines = capsys.readouterr().err.splitlines()
+    assert all(line.endswith("; see --help") for line in lines), lines
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("flag", "problem"),
+    [
+        ("--collector.disks.device-exclude=(", "invalid regex '('"),
+        ("--collector.hwmon.chip-include=(", "invalid regex '('"),
+        ("--collector.filesystems.fs-types-exclude=[", "invalid regex '['"),
+        ("--collector.smart.workers=0", "0 is out of range: must be at least 1"),
+        ("--collector.smart.workers=four", "not an integer: 'four'"),
+        ("--collector.smart.device-timeout=0", "must be more than zero"),
+        ("--collector.smart.nvme-health=maybe", "expected one of auto, true, false"),
+        ("--collector.ipmi.source=foo", "expected one of sdr, sensor, not 'foo'"),
+        ("--collector.dmi.serials=maybe", "expected true or false, not 'maybe'"),
+        ("--collector.synthetic.delay=soon", "invalid duration 'soon'"),
+        ("--web.telemetry-path=metrics", "must start with '/'"),
+        ("--collector.cpu.timeout=0", "must be more than zero"),
+        ("--web.idle-timeout=0s", "must be more than zero"),
+        ("--web.read-header-timeout=0", "must be more than zero"),
+    ],
+)
+def test_bad_flag_value_is_a_usage_error(
+    flag: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (line,) = usage_error([flag], capsys)
+    assert flag.split("=")[0] in line and problem in line, line
+
+
+def options(*argv: str) -> dict[str, dict[str, str]]:
+    """The collector options settings carry, per collector, for these flags."""
+    args = build_parser(REGISTRY).parse_args(list(argv))
+    settings = settings_from_args(args, REGISTRY, ["dmi", "ipmi", "smart", "synthetic"])
+    return {c.name: dict(c.options) for c in settings.collectors}
+
+
+def test_option_values_are_checked_and_canonical() -> None:
+    default = options()
+    assert default["dmi"] == {"serials": "false"}
+    assert default["ipmi"] == {"source": "sdr", "dcmi": "true", "sel": "true"}
+    assert default["synthetic"] == {"samples": "1000", "delay": "0s", "fail": "false"}
+    given = options(
+        "--collector.smart.device-timeout=120",
+        "--collector.smart.nvme-health=YES",
+        "--collector.ipmi.source=Sensor",
+        "--collector.synthetic.delay=1.5",
+    )
+    assert given["smart"]["device-timeout"] == "2m" and given["smart"]["nvme-health"] == "true"
+    assert given["ipmi"]["source"] == "sensor" and given["synthetic"]["delay"] == "1.5s"
+
+
+@pytest.mark.parametrize(
+    ("argv", "serials", "dcmi"),
+    [
+        (["--collector.dmi.serials"], "true", "true"),
+        (["--collector.dmi.serials=true", "--no-collector.ipmi.dcmi"], "true", "false"),
+        (["--collector.dmi.serials=TRUE", "--collector.ipmi.dcmi=false"], "true", "false"),
+        (["--collector.dmi.serials=1", "--collector.ipmi.dcmi=no"], "true", "false"),
+        (["--collector.dmi.serials", "--no-collector.dmi.serials"], "false", "true"),
+    ],
+)
+def test_boolean_option_forms(argv: list[str], serials: str, dcmi: str) -> None:
+    got = options(*argv)
+    assert (got["dmi"]["serials"], got["ipmi"]["dcmi"]) == (serials, dcmi)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], True),
+        (["--no-web.response-cache"], False),
+        (["--web.response-cache=false"], False),
+        (["--no-web.response-cache", "--web.response-cache=true"], True),
+    ],
+)
+def test_boolean_flags_take_true_and_false(argv: list[str], expected: bool) -> None:
+    assert build_parser(REGISTRY).parse_args(argv).response_cache is expected
+
+
+def test_collectors_read_typed_option_values() -> None:
+    ctx = CollectorContext(
+        options={"w": "3", "t": "2m", "on": "true", "off": "false", "re": "^sd", "none": ""}
+    )
+    assert ctx.integer("w", 4) == 3 and ctx.integer("missing", 4) == 4
+    assert ctx.seconds("t", 1.0) == 120.0 and ctx.seconds("missing", 1.5) == 1.5
+    assert ctx.flag("on") and not ctx.flag("off") and ctx.flag("missing", default=True)
+    pattern = ctx.regex("re")
+    assert pattern is not None and pattern.search("sda") and pattern is ctx.regex("re")
+    assert ctx.regex("none") is None and ctx.regex("missing") is None

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.hwmon import HwmonCollector
 from collectors.registry import load_all
+from exporter.cli import build_parser
 from tests.exposition import Samples, exposition, key, samples, scrape
 from tests.support import SYSFS, run_exporter
 
@@ -148,9 +149,11 @@ def test_chip_include_and_exclude() -> None:
     assert "platform_coretemp_1" in without
 
 
-def test_invalid_regex_is_a_clear_error() -> None:
-    with pytest.raises(CollectorError, match=r"--collector\.hwmon\.chip-include"):
-        render(options={"chip-include": "("})
+def test_invalid_regex_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser(load_all()).parse_args(["--collector.hwmon.chip-include=("])
+    assert exc.value.code == 2
+    assert "--collector.hwmon.chip-include: invalid regex '('" in capsys.readouterr().err
 
 
 def test_real_symlinks_units_and_bad_files(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from collectors.registry import load_all
 from collectors.smart import SmartCollector
 from collectors.smart_families import build_families
 from collectors.smart_parse import classify
+from exporter.cli import build_parser
 from exporter.main import drop_missing_tools
 from exporter.runner import CommandRunner
 from tests.exposition import key, scrape, value
@@ -258,8 +259,15 @@ async def test_include_and_exclude_filter_by_label() -> None:
     fams = await collect({"device-include": "^sd[ab]$"})
     readable = next(f for f in fams if f.name == "hw_smart_device_readable")
     assert sorted(s.labels["device"] for s in readable.samples) == ["sda", "sdb"]
-    with pytest.raises(CollectorError, match="bad regex"):
-        await collect({"device-include": "("})
+
+
+def test_bad_option_values_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    """Checked once at startup, not at every refresh."""
+    for flag in ("--collector.smart.device-include=(", "--collector.smart.workers=0"):
+        with pytest.raises(SystemExit) as exc:
+            build_parser(load_all()).parse_args([flag])
+        assert exc.value.code == 2
+        assert flag.split("=")[0] in capsys.readouterr().err
 
 
 async def test_workers_bound_parallel_runs(tmp_path: Path) -> None:
