@@ -19,7 +19,7 @@ RESPONSE_CACHE = web.AppKey("response_cache", ResponseCache)
 RUNNER = web.AppKey("runner", CommandRunner)
 READY = web.AppKey("ready", asyncio.Event)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
-# Rendered freshness block per (generation, content type, collectors, second).
+# Rendered freshness block per (generation, format body key, collectors, second).
 FRAMEWORK_RENDERS: web.AppKey[LRUCache[tuple[int, str, tuple[str, ...], int], bytes]] = web.AppKey(
     "framework_renders"
 )

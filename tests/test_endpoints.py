@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from collectors.base import CollectorContext
+from collectors.synthetic import SyntheticCollector
+from exporter import render, response_cache
 from exporter.app import create_app
-from exporter.cache import MetricCache
+from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import FakeClock
+from exporter.render import encode, negotiate
 from exporter.settings import Settings
 from tests.doubles import CountingCollector, make_cache
 from tests.exposition import value
@@ -198,3 +204,69 @@ async def test_ready_waits_for_initial_collection(aiohttp_client: ClientFactory)
             break
         await asyncio.sleep(0.01)
     assert (await client.get("/-/ready")).status == 200
+
+
+async def test_renders_and_parses_run_off_the_loop_while_healthy_answers(
+    aiohttp_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    options = {"samples": "20000", "delay": "0"}
+    collector = SyntheticCollector(CollectorContext(options=options))
+    cache = MetricCache([CacheEntry("synthetic", collector, 60.0, 30.0)], clock)
+    client = await aiohttp_client(create_app(Settings(collectors=()), clock=clock, cache=cache))
+    await cache.warm_up()
+    loop_thread = threading.get_ident()
+    started, release = threading.Event(), threading.Event()
+    threads: list[int] = []
+
+    def hooked_encode(families: Iterable[Metric], fmt: Any) -> bytes:
+        families = list(families)
+        threads.append(threading.get_ident())
+        if sum(len(family.samples) for family in families) >= 1000:
+            started.set()
+            release.wait(timeout=5)  # on the loop thread this would stall every request
+        return encode(families, fmt)
+
+    def hooked_negotiate(accept: str) -> Any:
+        threads.append(threading.get_ident())
+        return negotiate(accept)
+
+    monkeypatch.setattr(render, "encode", hooked_encode)
+    monkeypatch.setattr(response_cache, "negotiate", hooked_negotiate)
+    accept = "application/openmetrics-text;version=1.0.7;escaping=allow-utf-8"
+    for path, headers in (
+        ("/metrics", {"Accept": accept}),  # a format not rendered yet
+        ("/metrics?name[]=hw_synthetic_value_3", {}),  # a filter: rendered per request
+    ):
+        started.clear()
+        release.clear()
+        scrape = asyncio.create_task(client.get(path, headers=headers))
+        assert await asyncio.to_thread(started.wait, 10)
+        healthy = await asyncio.wait_for(client.get("/-/healthy"), 5)
+        assert healthy.status == 200
+        assert not scrape.done()  # still rendering
+        release.set()
+        resp = await scrape
+        assert resp.status == 200 and 'device="dev199"' in await resp.text()
+    assert threads and loop_thread not in threads
+
+
+@pytest.mark.parametrize("response_cache", [True, False])
+async def test_negotiated_responses_vary_on_accept_and_encoding(
+    aiohttp_client: ClientFactory, response_cache: bool
+) -> None:
+    client, *_ = await start(aiohttp_client, "a", response_cache=response_cache)
+    answered = set()
+    for query in ("", "?name[]=hw_test_a_value"):
+        for encoding in ("identity", "gzip"):
+            for accept in ("", "application/openmetrics-text;version=1.0.0"):
+                for _ in range(2):  # a miss, then a hit
+                    headers = {"Accept": accept, "Accept-Encoding": encoding}
+                    resp = await client.get(f"/metrics{query}", headers=headers)
+                    assert resp.status == 200
+                    assert resp.headers["Vary"] == "Accept, Accept-Encoding"
+                    assert resp.headers.get("Content-Encoding") == (
+                        "gzip" if encoding == "gzip" else None
+                    )
+                    answered.add(resp.headers.get("X-Hwcache-Response"))
+    assert answered == ({"miss", "hit"} if response_cache else {None})

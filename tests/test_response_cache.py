@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import gzip
+import threading
+import tracemalloc
+from collections.abc import Iterable
 from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp import web
+from prometheus_client.metrics_core import Metric
 
+from exporter import render
 from exporter.app import create_app
 from exporter.clock import FakeClock
 from exporter.keys import RESPONSE_CACHE
-from exporter.response_cache import ResponseCache
+from exporter.render import encode
+from exporter.response_cache import CacheKey, ResponseCache
 from exporter.settings import Settings
 from tests.doubles import make_cache
 from tests.test_endpoints import ClientFactory
@@ -136,15 +146,23 @@ async def test_ten_thousand_distinct_queries_stay_within_bounds(
 
 def test_byte_bound_evicts_least_recently_used() -> None:
     clock = FakeClock()
-    cache = ResponseCache(max_entries=1000, max_bytes=3000, ttl=0, clock=clock)
+
+    def key(i: int) -> CacheKey:
+        return ("/metrics", (("i", str(i)),), "text/plain", "", 0)
+
+    probe = ResponseCache(ttl=0, clock=clock)
+    probe.put(key(0), web.Response(body=b"x" * 800), clock.now + 100)
+    size = probe.store[key(0)].size
+    assert size > 800 + len(repr(key(0)))  # body, key, headers and bookkeeping
+    # Room for two and a half entries once the canonical-key memory has its share.
+    cache = ResponseCache(max_entries=1000, max_bytes=size * 5 // 2 * 16 // 15, ttl=0, clock=clock)
     for i in range(5):
-        key = ("/metrics", (("i", str(i)),), "text/plain", "", 0)
-        cache.put(key, web.Response(body=b"x" * 800), clock.now + 100)
-        assert cache.store.currsize <= 3000
+        cache.put(key(i), web.Response(body=b"x" * 800), clock.now + 100)
+        assert cache.bytes <= cache.max_bytes
     assert [k[1][0][1] for k in cache.store] == ["3", "4"]
     assert cache.store.evictions == 3
     too_big = ("/metrics", (), "text/plain", "", 0)
-    cache.put(too_big, web.Response(body=b"x" * 5000), clock.now + 100)
+    cache.put(too_big, web.Response(body=b"x" * cache.max_bytes), clock.now + 100)
     assert too_big not in cache.store
 
 
@@ -156,3 +174,120 @@ async def test_disabled_response_cache_still_serves(aiohttp_client: ClientFactor
     assert collectors["a"].calls == 1 and rc.hits == 0
     stats = await (await client.get("/cache/stats")).json()
     assert stats["response_cache"] == {"enabled": False}
+
+
+# Accept headers a client may send: versions prometheus_client would echo, escapings, junk.
+ACCEPT_VARIANTS = [
+    *(f"application/openmetrics-text;version=1.0.{n}" for n in range(40)),
+    *(f"application/openmetrics-text;version=1.{n}.0;escaping=dots" for n in range(10)),
+    *(
+        f"application/openmetrics-text;version={major}.0.{n}"
+        for major in (2, 3, 99)
+        for n in (0, 1)
+    ),
+    *(f"text/plain;version=1.0.{n};escaping=values" for n in range(10)),
+    *(
+        f"text/plain;version=1.0.0;escaping={escaping}"
+        for escaping in ("underscores", "dots", "values", "allow-utf-8", "bogus")
+    ),
+    "application/openmetrics-text;version=abc",
+    "application/openmetrics-text;version=0.0.1,text/plain;version=0.0.4;q=0.5",
+    "application/openmetrics-text",
+    "text/html, */*",
+    "",
+]
+
+
+async def test_accept_variants_make_a_few_formats_and_renders(
+    aiohttp_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, rc, *_ = await start(aiohttp_client, response_cache_max_entries=10_000)
+    renders: list[str] = []
+
+    def counting(families: Iterable[Metric], fmt: Any) -> bytes:
+        families = list(families)
+        if any(family.name == "hw_test_a_value" for family in families):
+            renders.append(fmt.content_type)
+        return encode(families, fmt)
+
+    monkeypatch.setattr(render, "encode", counting)
+    content_types = set()
+    for accept in ACCEPT_VARIANTS:
+        for encoding in ("gzip", "identity"):
+            headers = {"Accept": accept, "Accept-Encoding": encoding}
+            resp = await client.get("/metrics", headers=headers)
+            assert resp.status == 200 and b'{device="dev0"}' in await resp.read()
+            content_types.add(resp.headers["Content-Type"])
+    # Never the client's own version: only what prometheus_client can write.
+    versions = {part.strip() for ct in content_types for part in ct.split(";") if "version" in part}
+    assert versions <= {"version=0.0.4", "version=1.0.0", "version=2.0.0"}, versions
+    assert len(content_types) <= 14
+    assert len(rc.store) <= 2 * len(content_types)
+    assert len(renders) <= len(content_types), renders
+
+
+async def test_memory_of_the_response_path_stays_within_its_bound(
+    aiohttp_client: ClientFactory,
+) -> None:
+    max_bytes = 400_000
+    client, rc, *_ = await start(
+        aiohttp_client, response_cache_max_entries=10_000, response_cache_max_bytes=max_bytes
+    )
+    padding = "x" * 3000
+    # A session of our own: the test client keeps every response it returned.
+    session = aiohttp.ClientSession()
+
+    async def fill(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            url = client.make_url(f"/metrics?name[]=hw_test_a_value&name[]=nope_{i}_{padding}")
+            async with session.get(url, headers={"Accept": f"text/plain;q=0.{i}"}) as resp:
+                assert resp.status == 200 and b"hw_test_a_value" in await resp.read()
+
+    async with session:
+        tracemalloc.start()  # before the warm-up: what bounded caches drop is traced too
+        try:
+            # Warm-up: yarl's URL caches (128 entries each) and our bounds are full from here on.
+            await fill(0, 300)
+            gc.collect()
+            before = tracemalloc.get_traced_memory()[0]
+            await fill(300, 600)
+            gc.collect()
+            retained = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+    # 600 distinct requests of ~3 KB each: what the process keeps is what the bound allows.
+    assert retained <= max_bytes + 200_000, retained
+    stats = await (await client.get("/cache/stats")).json()
+    held = sum(len(v.body) + len(repr(k)) for k, v in rc.store.items())
+    held += sum(len(repr(raw)) + len(repr(m.canonical.query)) for raw, m in rc.memo.items())
+    assert stats["response_cache"]["bytes"] >= held > 0
+    assert stats["response_cache"]["bytes"] <= max_bytes
+    assert stats["response_cache"]["key_memo_bytes"] > 0
+
+
+async def test_data_changed_during_a_render_is_not_served_from_cache(
+    aiohttp_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, rc, cache, collectors, clock = await start(aiohttp_client)
+    started, release = threading.Event(), threading.Event()
+
+    def blocking(families: Iterable[Metric], fmt: Any) -> bytes:
+        families = list(families)
+        if fmt.content_type.endswith("dots") and any(f.name == "hw_test_a_value" for f in families):
+            started.set()
+            release.wait(timeout=5)
+        return encode(families, fmt)
+
+    monkeypatch.setattr(render, "encode", blocking)
+    dots = {"Accept": "text/plain;version=1.0.0;escaping=dots"}  # not pre-rendered
+    scrape = asyncio.create_task(client.get("/metrics", headers=dots))
+    assert await asyncio.to_thread(started.wait, 10)
+    cache.invalidate(["a"], refresh_now=True)  # new data commits while the old renders
+    await cache.entries["a"].inflight
+    release.set()
+    first = await scrape
+    assert 'hw__test__a__value{device="dev0"} 1.0' in await first.text()
+    monkeypatch.setattr(render, "encode", encode)
+    again = await client.get("/metrics", headers=dots)
+    assert again.headers["X-Hwcache-Response"] == "miss"
+    assert 'hw__test__a__value{device="dev0"} 2.0' in await again.text()

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import gzip
+import functools
 import math
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import gzip_accepted
 from prometheus_client.metrics_core import Metric
 
 from exporter.cache import CacheEntry, MetricCache
 from exporter.freshness import build_info_family, freshness_families
 from exporter.keys import BODY_CRCS, CACHE, CLOCK, FRAMEWORK_RENDERS, RESPONSE_CACHE, SETTINGS
-from exporter.render import Format, encode, negotiate, render_body, render_filtered
-from exporter.response_cache import GENERATION, VALID_UNTIL
+from exporter.render import Body, in_worker, render_filtered
+from exporter.response_cache import CANONICAL, GENERATION, VALID_UNTIL, VARY, Canonical
 from exporter.settings import Settings
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 
 
-def select_collectors(request: web.Request, cache: MetricCache) -> list[str]:
+def select_collectors(wanted: Canonical, cache: MetricCache) -> list[str]:
     """Apply ``collect[]``/``exclude[]``; raise 400 for unknown names or both at once."""
-    collect = request.query.getall("collect[]", [])
-    exclude = request.query.getall("exclude[]", [])
+    collect = wanted.values("collect[]")
+    exclude = wanted.values("exclude[]")
     if collect and exclude:
         raise web.HTTPBadRequest(text="collect[] and exclude[] cannot be combined\n")
     enabled = list(cache.entries)
@@ -34,8 +33,8 @@ def select_collectors(request: web.Request, cache: MetricCache) -> list[str]:
                 f"enabled collectors: {', '.join(enabled)}\n"
             )
     if collect:
-        wanted = set(collect)
-        return [name for name in enabled if name in wanted]
+        chosen = set(collect)
+        return [name for name in enabled if name in chosen]
     return [name for name in enabled if name not in set(exclude)]
 
 
@@ -68,57 +67,60 @@ def response_cache_families(app: web.Application) -> list[Metric]:
     families.append(
         GaugeMetricFamily(
             "hwcache_response_cache_bytes",
-            "Bytes held by the response cache.",
-            value=response_cache.store.currsize,
+            "Bytes held by the response cache: responses and remembered request keys.",
+            value=response_cache.bytes,
         )
     )
     return families
 
 
-def framework_bytes(
-    request: web.Request, entries: list[CacheEntry], fmt: Format, now: float
+async def full_body(
+    request: web.Request, entries: list[CacheEntry], canonical: Canonical, now: float
 ) -> bytes:
-    """Freshness and build info, rendered at most once per second per generation and format."""
+    """Collectors' reused bytes plus freshness (rendered at most once per second) and counters."""
     app = request.app
-    cache = app[CACHE]
-    key = (cache.generation, fmt.content_type, tuple(e.name for e in entries), int(now))
-    store = app[FRAMEWORK_RENDERS]
-    body = store.get(key)
-    if body is None:
-        body = encode([*freshness_families(entries, now), build_info_family()], fmt)
-        store[key] = body
-    response_cache = response_cache_families(app)
-    return body + encode(response_cache, fmt) if response_cache else body
+    fmt = canonical.fmt
+    key = (app[CACHE].generation, fmt.body_key, tuple(e.name for e in entries), int(now))
+    renders = app[FRAMEWORK_RENDERS]
+    framework = renders.get(key) or [*freshness_families(entries, now), build_info_family()]
+    crcs = app[BODY_CRCS]
+    body = Body.of(entries, fmt, canonical.gzip, framework, response_cache_families(app), crcs)
+    # Only joining cached bytes stays on the loop; anything to render goes to a worker.
+    data = body.compose() if body.rendered else await in_worker(body.compose)
+    body.keep(crcs)
+    if body.framework is not None:
+        renders[key] = body.framework
+    return data
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Serve the selected collectors' cached families plus freshness metrics."""
     app = request.app
     cache, settings, clock = app[CACHE], app[SETTINGS], app[CLOCK]
-    names = select_collectors(request, cache)
-    name_filter = request.query.getall("name[]", [])
+    canonical = request.get(CANONICAL) or await app[RESPONSE_CACHE].canonical(request)
+    names = select_collectors(canonical, cache)
+    name_filter = frozenset(canonical.values("name[]"))
     await cache.fresh(names, scrape_wait(request, settings))
 
     now = clock()
     entries = [cache.entries[name] for name in names]
-    fmt = negotiate(request.headers.get("Accept", ""))
-    compress = gzip_accepted(request.headers.get("Accept-Encoding", ""))
+    # Taken before rendering: a refresh committed meanwhile is not in this body.
+    request[GENERATION] = cache.generation
+    request[VALID_UNTIL] = min((e.expires_at for e in entries), default=now)
+    fmt = canonical.fmt
     if name_filter:
-        framework = [
+        families = [
+            *(f for e in entries for f in e.families),
             *freshness_families(entries, now),
             build_info_family(),
             *response_cache_families(app),
         ]
-        body = render_filtered(entries, framework, fmt, frozenset(name_filter))
-        body = gzip.compress(body, compresslevel=6) if compress else body
-    else:
-        crcs = app[BODY_CRCS]
-        body = render_body(
-            entries, framework_bytes(request, entries, fmt, now), fmt, compress, crcs
+        body = await in_worker(
+            functools.partial(render_filtered, families, fmt, name_filter, canonical.gzip)
         )
-    headers = {"Content-Type": fmt.content_type}
-    if compress:
+    else:
+        body = await full_body(request, entries, canonical, now)
+    headers = {"Content-Type": fmt.content_type, "Vary": VARY}
+    if canonical.gzip:
         headers["Content-Encoding"] = "gzip"
-    request[GENERATION] = cache.generation
-    request[VALID_UNTIL] = min((e.expires_at for e in entries), default=now)
     return web.Response(body=body, headers=headers)
