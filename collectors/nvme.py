@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorError, NotApplicable, read_text
+from collectors.nvme_list import parse_list
 from collectors.registry import register
 from exporter.runner import CommandError, CommandNotFound, CommandPermissionDenied
 
@@ -29,7 +30,6 @@ PRIVILEGE_HINT = (
     "nvme-cli needs root, or CAP_SYS_ADMIN (Get Log Page is an NVMe admin command) "
     "plus read access to /dev/nvmeX"
 )
-CONTROLLER = re.compile(r"^(?:/dev/)?(nvme\d+)(?:[cn]\d+)*$")
 STATES = ("live", "connecting", "resetting", "deleting", "deleting (no IO)", "dead", "new")
 
 # (metric name, counter?, smart-log key, scale to base unit, help)
@@ -113,28 +113,6 @@ def read_sysfs(sysfs: Path) -> dict[str, Controller]:
             "firmware": read_text(path / "firmware_rev") or "",
         }
         found[path.name] = Controller(path.name, info, read_text(path / "state") or "")
-    return found
-
-
-def parse_list(stdout: bytes) -> dict[str, dict[str, str]]:
-    """Controller name -> model/serial/firmware from ``nvme list -o json``."""
-    try:
-        doc = json.loads(stdout)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError(f"not JSON: {_excerpt(stdout)}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("Devices"), list):
-        raise ValueError(f"no 'Devices' array: {_excerpt(stdout)}")
-    found: dict[str, dict[str, str]] = {}
-    for entry in doc["Devices"]:
-        if not isinstance(entry, dict):
-            continue
-        match = CONTROLLER.match(str(entry.get("DevicePath") or entry.get("Controller") or ""))
-        if match and match.group(1) not in found:
-            found[match.group(1)] = {
-                "model": str(entry.get("ModelNumber", "")).strip(),
-                "serial": str(entry.get("SerialNumber", "")).strip(),
-                "firmware": str(entry.get("Firmware", "")).strip(),
-            }
     return found
 
 
