@@ -12,15 +12,9 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorContext, CollectorError, NotApplicable
 from collectors.registry import CollectorOption, register
+from collectors.smart_devices import DeviceList, by_id_names, configured, one_per_disk, override
 from collectors.smart_families import build_families
-from collectors.smart_parse import (
-    PRIVILEGE_HINT,
-    Device,
-    DeviceResult,
-    classify,
-    device_label,
-    parse_scan,
-)
+from collectors.smart_parse import PRIVILEGE_HINT, Device, DeviceResult, classify, parse_scan
 from exporter.options import Choice, Duration, Flag, Integer, Regex
 from exporter.runner import (
     CommandError,
@@ -52,7 +46,27 @@ READ_ARGS = (
     timeout="2m",
     tool="smartctl",
     options=(
-        CollectorOption("devices", "", "comma-separated devices (default: smartctl --scan-open)"),
+        CollectorOption(
+            "devices",
+            "",
+            "comma-separated devices, each optionally ;TYPE for smartctl -d "
+            "(e.g. sda,/dev/bus/0;megaraid,3; default: smartctl --scan-open)",
+            DeviceList(),
+        ),
+        CollectorOption(
+            "device-type-override",
+            "",
+            "comma-separated DEVICE;TYPE forcing smartctl -d for a device (e.g. /dev/sdc;sat "
+            "for a USB bridge smartctl does not know)",
+            DeviceList(require_type=True),
+        ),
+        CollectorOption(
+            "dedupe",
+            "true",
+            "export a disk reached by several paths (multipath, sdX and megaraid) once, "
+            "keyed by model and WWN, else serial",
+            Flag(),
+        ),
         CollectorOption("device-include", "", "regex of device labels to read (e.g. ^sd)", Regex()),
         CollectorOption("device-exclude", "", "regex of device labels to skip", Regex()),
         CollectorOption("workers", "4", "devices read in parallel", Integer(1, 64)),
@@ -106,6 +120,9 @@ class SmartCollector(Collector):
         except ExceptionGroup as errors:
             raise errors.exceptions[0] from None
         results = [self._remember(task.result()) for task in tasks]
+        paths = {r.device: 1 for r in results}
+        if self.ctx.flag("dedupe", default=True):
+            results, paths = one_per_disk(results)
         failed = [r for r in results if not r.readable]
         if any(r.tool_missing for r in results):
             raise NotApplicable("smartctl is not installed (not found on PATH)")
@@ -113,7 +130,9 @@ class SmartCollector(Collector):
             raise CollectorError(_summary(failed))
         for result in failed:
             log.warning("smart: device %s could not be read: %s", result.device, result.error)
-        return build_families(results, self._nvme_health(), self.skip)
+        nodes = await asyncio.to_thread(by_id_names, self.ctx.rootfs)
+        by_id = {d.label: nodes[d.name] for d in devices if "," not in d.type and d.name in nodes}
+        return build_families(results, self._nvme_health(), self.skip, by_id, paths)
 
     def _remember(self, result: DeviceResult) -> DeviceResult:
         if result.doc is not None:
@@ -123,10 +142,11 @@ class SmartCollector(Collector):
         return result
 
     async def _devices(self, timeout: float) -> list[Device]:
-        configured = [d.strip() for d in self.ctx.option("devices").split(",") if d.strip()]
-        if configured:
-            names = [d if d.startswith("/") else f"/dev/{d}" for d in configured]
-            return [Device(name, "", device_label(name)) for name in dict.fromkeys(names)]
+        named = configured(self.ctx.option("devices"))
+        found = named or await self._scan(timeout)
+        return override(found, self.ctx.option("device-type-override"))
+
+    async def _scan(self, timeout: float) -> list[Device]:
         try:
             result = await self.ctx.runner.run(["smartctl", "--scan-open", "--json"], timeout)
         except CommandNotFound as exc:

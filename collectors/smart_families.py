@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import SkipItem
+from collectors.smart_devices import wwn
 from collectors.smart_parse import DeviceResult, Unreadable, finite, number, section, text
 
 DATA_UNIT = 1000 * 512  # NVMe data units
@@ -121,32 +122,51 @@ def _read(extract: Extractor, data: Any, item: str, skip: SkipItem) -> float | N
         return None
 
 
-def _info_labels(doc: dict[str, Any]) -> dict[str, str]:
+def _info_labels(doc: dict[str, Any], by_id: str) -> dict[str, str]:
     dev = section(doc, "device")
     return {
+        "wwn": wwn(doc),
+        "by_id": by_id,
         "model_family": text(doc, "model_family"),
         "model": text(doc, "model_name", "scsi_model_name"),
         "serial": text(doc, "serial_number"),
-        "firmware": text(doc, "firmware_version", "scsi_revision"),
+        "firmware": text(doc, "firmware_version", "scsi_revision", "revision"),
         "interface": text(dev, "type"),
         "protocol": text(dev, "protocol"),
     }
 
 
 def build_families(
-    results: Sequence[DeviceResult], nvme_health: bool, skip: SkipItem
+    results: Sequence[DeviceResult],
+    nvme_health: bool,
+    skip: SkipItem,
+    by_id: Mapping[str, str] | None = None,
+    paths: Mapping[str, int] | None = None,
 ) -> list[Metric]:
     """Metric families for every device; unreadable and sleeping ones get status metrics only.
 
     A value no float can hold is left out and reported to ``skip``; the rest is kept.
+    ``by_id`` names a device's /dev/disk/by-id link, ``paths`` how many paths reached it.
     """
+    by_id, paths = by_id or {}, paths or {}
+    path_count = _gauge("hw_smart_device_paths", "Paths (device nodes) that reached this disk.")
     readable = _gauge("hw_smart_device_readable", "1 if smartctl read the device (or it sleeps).")
     standby = _gauge("hw_smart_device_standby", "1 if the disk was asleep and was not woken.")
     exit_status = _gauge("hw_smart_exit_status", "smartctl exit status bit mask, see smartctl(8).")
     info = InfoMetricFamily(
         "hw_smart_device",
         "Disk identity as reported by smartctl.",
-        labels=["device", "model_family", "model", "serial", "firmware", "interface", "protocol"],
+        labels=[
+            "device",
+            "wwn",
+            "by_id",
+            "model_family",
+            "model",
+            "serial",
+            "firmware",
+            "interface",
+            "protocol",
+        ],
     )
     nvme = [(f"hw_smart_nvme_{n}", f"{NV}.{p}", k, f"NVMe {h}") for n, p, k, h in NVME_SCALARS]
     scalars = [_scalar(spec) for spec in (*SCALARS, *(nvme if nvme_health else ()))]
@@ -170,7 +190,8 @@ def build_families(
         doc = result.doc
         if doc is None:
             continue
-        info.add_metric([device], _info_labels(doc))
+        path_count.add_metric([device], float(paths.get(device, 1)))
+        info.add_metric([device], _info_labels(doc, by_id.get(device, "")))
         for name, family, extract in scalars:
             if (value := _read(extract, doc, f"{device} {name}", skip)) is not None:
                 family.add_metric([device], value)
@@ -199,6 +220,7 @@ def build_families(
         standby,
         exit_status,
         info,
+        path_count,
         *(family for _, family, _ in scalars),
         *(gauge for _, gauge in attributes),
         *(counter for _, counter in scsi),

@@ -17,6 +17,7 @@ PRIVILEGE_HINT = (
     "plus read access to the device node (usually the disk group)"
 )
 _STANDBY = re.compile(r"device is in (.+?) mode", re.IGNORECASE)
+_DEV_PREFIX = re.compile(r"^/dev/(?:disk/by-id/|disk/by-path/|)")
 _DENIED = ("permission denied", "operation not permitted")
 # Any of these means smartctl actually got data from the device.
 _DATA_KEYS = (
@@ -54,9 +55,9 @@ class DeviceResult:
 
 
 def device_label(name: str, dev_type: str = "") -> str:
-    """Metric label for a device: name without /dev/, plus the RAID slot for pass-through types."""
-    label = name.removeprefix("/dev/")
-    if "," in dev_type:  # e.g. megaraid,3: many disks behind one device node
+    """smartctl_exporter's device label: ``/dev/bus/0`` + ``megaraid,3`` -> ``bus_0_megaraid_3``."""
+    label = _DEV_PREFIX.sub("", name).replace("/", "_")
+    if "," in dev_type:  # many disks behind one device node: the slot makes them distinct
         label = f"{label}_{dev_type.replace(',', '_')}"
     return label
 

@@ -19,6 +19,7 @@ GOLDEN_COLLECTORS = [
 GOLDEN_ARGS = [
     f"--path.sysfs={SYSFS}",
     f"--path.procfs={PROCFS}",
+    f"--path.rootfs={REPO / 'tests' / 'fixtures' / 'rootfs'}",
     "--no-web.response-cache",
     "--collector.disable-defaults",
     *(f"--collector.{c}" for c in GOLDEN_COLLECTORS),
