@@ -39,6 +39,10 @@ VALUE_FAMILIES = {
     "voltage": ("hw_ipmi_voltage_volts", "Voltage sensor reading."),
     "current": ("hw_ipmi_current_amperes", "Current sensor reading."),
     "power": ("hw_ipmi_power_watts", "Power sensor reading."),
+    "ratio": (
+        "hw_ipmi_sensor_ratio",
+        "Sensor reading reported in percent, as a ratio (fan duty, CPU or memory usage).",
+    ),
 }
 SOURCES = {"sdr": ["sdr", "elist"], "sensor": ["sensor"]}
 DENIED_HINT = (
@@ -177,12 +181,22 @@ class IpmiCollector(Collector):
 
 
 def _dcmi_families(dcmi: DcmiReading) -> list[Metric]:
+    active = GaugeMetricFamily(
+        "hw_ipmi_dcmi_power_reading_activated",
+        "1 when the BMC reports DCMI power measurement activated (OpenBMC reports 0 "
+        "with real readings).",
+        value=float(dcmi.activated),
+    )
+    readings = (dcmi.current, dcmi.minimum, dcmi.maximum, dcmi.average)
+    if not dcmi.activated and not any(readings):
+        return [active]  # deactivated and empty: nothing is measured
     families: list[Metric] = [
+        active,
         GaugeMetricFamily(
             "hw_ipmi_dcmi_power_consumption_watts",
             "Instantaneous system power consumption reported by DCMI.",
             value=dcmi.current,
-        )
+        ),
     ]
     for name, doc, value in (
         ("minimum", "Minimum", dcmi.minimum),

@@ -20,6 +20,7 @@ UNIT_TYPES = {
     "Volts": "voltage",
     "Amps": "current",
     "Watts": "power",
+    "percent": "ratio",
     "discrete": "discrete",
 }
 
@@ -51,6 +52,7 @@ class DcmiReading:
     maximum: float
     average: float
     period_seconds: float | None
+    activated: bool = True
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ def _typed(unit: str, value: float) -> tuple[str, float]:
         if name.startswith(unit) or unit.startswith(name):
             if name == "degrees F":
                 return kind, (value - 32.0) * 5.0 / 9.0
+            if kind == "ratio":
+                return kind, value / 100.0
             return kind, value
     return "other", value
 
@@ -202,13 +206,15 @@ def _watts(text: str, label: str) -> float:
     return float(match.group(1))
 
 
-def parse_dcmi_power(text: str) -> DcmiReading | None:
-    """Parse ``dcmi power reading``; ``None`` when the BMC says measurement is deactivated."""
+def parse_dcmi_power(text: str) -> DcmiReading:
+    """Parse ``dcmi power reading``, readings and the activation state as the BMC reports them.
+
+    OpenBMC reports real readings with the state ``deactivated``; an all-zero deactivated
+    reading means nothing is measured (the caller leaves the watts out).
+    """
     state = re.search(r"Power reading state is:\s+(\w+)", text)
     if not state:
         raise CollectorError("ipmitool dcmi power reading: no 'Power reading state' in output")
-    if state.group(1) != "activated":
-        return None
     period = re.search(r"Sampling period:\s+(\d+) Seconds", text)
     return DcmiReading(
         current=_watts(text, "Instantaneous power reading"),
@@ -216,6 +222,7 @@ def parse_dcmi_power(text: str) -> DcmiReading | None:
         maximum=_watts(text, "Maximum during sampling period"),
         average=_watts(text, "Average power reading over sample period"),
         period_seconds=float(period.group(1)) if period else None,
+        activated=state.group(1) == "activated",
     )
 
 

@@ -34,7 +34,9 @@ UNIT_METRICS = {
     "Volts": "hw_ipmi_voltage_volts",
     "Amps": "hw_ipmi_current_amperes",
     "Watts": "hw_ipmi_power_watts",
+    "percent": "hw_ipmi_sensor_ratio",
 }
+UNIT_SCALE = {"percent": 0.01}  # percent sensors are exported as a ratio
 THRESHOLD_STATE = {"ok": 0, "nc": 1, "unc": 1, "lnc": 1, "cr": 2, "lcr": 2, "ucr": 2, "nr": 2}
 # The discrete states that occur in the fixtures and the severity they must map to.
 DISCRETE_STATE = {
@@ -94,7 +96,7 @@ def expected_sdr() -> tuple[Samples, dict[str, int], set[str]]:
         if re.fullmatch(r"-?\d+(\.\d+)?", number):
             kind = UNIT_METRICS.get(unit)
             if kind:
-                expected[key(kind, sensor=sensor)] = float(number)
+                expected[key(kind, sensor=sensor)] = float(number) * UNIT_SCALE.get(unit, 1)
             state = THRESHOLD_STATE[status]
         else:
             state = max((DISCRETE_STATE[s] for s in reading.split(", ") if s), default=0)
@@ -159,7 +161,8 @@ async def test_sensor_source_equals_the_fixture() -> None:
             assert not [k for k in got if ("sensor", sensor) in k[1]], sensor
             continue
         if unit in UNIT_METRICS:
-            assert got[key(UNIT_METRICS[unit], sensor=sensor)] == float(value)
+            scaled = float(value) * UNIT_SCALE.get(unit, 1)
+            assert got[key(UNIT_METRICS[unit], sensor=sensor)] == pytest.approx(scaled)
             checked += 1
         assert state_of(got, sensor) == THRESHOLD_STATE[status]
     assert checked >= 10
@@ -175,7 +178,26 @@ async def test_unsupported_dcmi_is_not_an_error() -> None:
 
 async def test_deactivated_dcmi_measurement_exports_no_power() -> None:
     got = await collect(options={"sel": "off"}, FAKE_IPMITOOL_MODE="dcmi-deactivated")
-    assert not [k for k in got if k[0].startswith("hw_ipmi_dcmi")]
+    dcmi = [k for k in got if k[0].startswith("hw_ipmi_dcmi")]
+    assert dcmi == [key("hw_ipmi_dcmi_power_reading_activated")]
+    assert got[key("hw_ipmi_dcmi_power_reading_activated")] == 0
+
+
+async def test_openbmc_deactivated_but_filled_dcmi_is_exported() -> None:
+    """Real OpenBMC (Witherspoon) output: readings filled, state 'deactivated'."""
+    got = await collect(options={"sel": "off"}, FAKE_IPMITOOL_MODE="dcmi-openbmc")
+    assert got[key("hw_ipmi_dcmi_power_reading_activated")] == 0
+    assert got[key("hw_ipmi_dcmi_power_consumption_watts")] == 319
+    assert got[key("hw_ipmi_dcmi_power_consumption_average_watts")] == 319
+    got = await collect(options={"sel": "off"})
+    assert got[key("hw_ipmi_dcmi_power_reading_activated")] == 1
+
+
+@pytest.mark.parametrize("source", ["sdr", "sensor"])
+async def test_percent_sensors_are_ratios(source: str) -> None:
+    got = await collect(options={"source": source, "dcmi": "false", "sel": "off"})
+    assert got[key("hw_ipmi_sensor_ratio", sensor="CPU Usage")] == pytest.approx(0.35)
+    assert state_of(got, "CPU Usage") == 0
 
 
 @pytest.mark.parametrize("mode", ["sel:exit1", "sel:garbage", "sel:denied"])
