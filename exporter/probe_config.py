@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from exporter.durations import parse_duration
 from exporter.probe_target import Allowed, Target, parse_allowed
+from exporter.webconfig_yaml import WebConfigError, parse_yaml
 
 DRIVERS = ("redfish",)  # "ipmi" (lanplus) is not supported yet
 MODULE_KEYS = frozenset(
@@ -103,11 +102,12 @@ class ProbeConfig:
 def load_probe_config(path: Path) -> ProbeConfig:
     """Parse and check the file; raise ProbeConfigError with a one-line reason."""
     try:
-        data = yaml.safe_load(path.read_text())
+        # The web config's reader: one-line errors, duplicate keys and deep nesting refused.
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ProbeConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ProbeConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except (UnicodeDecodeError, WebConfigError) as exc:
+        raise ProbeConfigError(f"{path}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("modules"), dict):
         raise ProbeConfigError(f"{path}: expected a mapping with a 'modules:' mapping")
     unknown = set(data) - TOP_KEYS

@@ -118,3 +118,18 @@ def test_a_config_error_is_one_line_and_exit_1(tmp_path: Path) -> None:
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     assert len(lines) == 1, lines
     assert "--config.file: module 'bmc': unknown key 'x'" in lines[0]
+
+
+def test_deeply_nested_config_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "probe.yml"
+    path.write_text("modules: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ProbeConfigError) as exc:
+        load_probe_config(path)
+    assert "nested deeper than" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_duplicate_module_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "probe.yml"
+    path.write_text("modules:\n  bmc: {driver: redfish}\n  bmc: {driver: redfish}\n")
+    with pytest.raises(ProbeConfigError, match="duplicate key 'bmc'"):
+        load_probe_config(path)
