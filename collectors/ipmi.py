@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -88,8 +89,9 @@ class IpmiCollector(Collector):
                 raise CollectorError(f"{what}: {reason}")
             log.warning("%s: %s; using the sensors it listed", what, reason)
         parse = parse_sdr_elist if source == "sdr" else parse_sensor_list
-        readings = parse(text, self.skip)
-        families = self._sensor_families(readings)
+        # Thousands of sensors take a while to parse: off the event loop (skip() is thread-safe).
+        readings = await asyncio.to_thread(parse, text, self.skip)
+        families = await asyncio.to_thread(self._sensor_families, readings)
         if self.ctx.flag("dcmi", default=True):
             dcmi = await self._optional(["dcmi", "power", "reading"], deadline, parse_dcmi_power)
             if dcmi is not None:

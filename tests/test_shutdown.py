@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -11,9 +13,10 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from exporter import sdnotify
@@ -177,3 +180,54 @@ def test_sigterm_kills_hanging_tool_process_group(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert live_processes_with(marker) == [] and not alive(tool)
     assert "stopped" in exporter.logs()
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Poll ``check`` until it holds (bounded)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_second_signal_cuts_the_drain_short(tmp_path: Path, sig: signal.Signals) -> None:
+    """A scrape waits on a hung tool; signal one drains, signal two ends it at once, cleanly."""
+    pidfile, cache = tmp_path / "ipmitool.pids", tmp_path / "cache"
+    env = {"FAKE_IPMITOOL_MODE": "hang", "FAKE_IPMITOOL_PIDFILE": str(pidfile)}
+    args = [*FIXTURE_ARGS, "--collector.ipmi", "--collector.dmi", "--web.max-scrape-wait=60s",
+            "--collector.ipmi.timeout=5m", f"--cache.dir={cache}"]  # fmt: skip
+    with run_exporter(args, tmp_path, env=env, wait_ready=False) as exporter:
+        wait_for(lambda: pidfile.exists() and len(pidfile.read_text().split()) >= 2, "ipmitool")
+        tools = [int(pid) for pid in pidfile.read_text().split()]
+        scrape = threading.Thread(target=cut_scrape, args=(exporter.base,), daemon=True)
+        scrape.start()
+        wait_for(lambda: bool(established(exporter.proc.pid)), "the scrape's connection")
+        exporter.proc.send_signal(sig)
+        wait_for(lambda: "shutting down" in exporter.logs(), "the drain")
+        with pytest.raises(subprocess.TimeoutExpired):
+            exporter.proc.wait(timeout=2)  # still draining: the scrape is in flight
+        started = time.monotonic()
+        exporter.proc.send_signal(sig)
+        assert exporter.proc.wait(timeout=10) == 0, exporter.logs()
+        elapsed = time.monotonic() - started
+        logs = exporter.logs()
+    assert elapsed < 5, f"the second signal took {elapsed:.1f}s to end the drain"
+    assert "signal received again" in logs and "stopped" in logs
+    assert "Traceback" not in logs and "KeyboardInterrupt" not in logs, logs
+    assert not any(alive(pid) for pid in tools), "a hung tool outlived the exporter"
+    assert (cache / "snapshot.json").is_file(), logs
+
+
+def established(pid: int) -> list[object]:
+    """The exporter's established TCP connections (a client is connected)."""
+    return [c for c in psutil.Process(pid).net_connections("tcp") if c.status == "ESTABLISHED"]
+
+
+def cut_scrape(base: str) -> None:
+    """A scrape waiting for the hung ipmi refresh; the second signal cuts it off."""
+    request = urllib.request.Request(
+        base + "/metrics?collect[]=ipmi", headers={"X-Prometheus-Scrape-Timeout-Seconds": "60"}
+    )
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        urllib.request.urlopen(request, timeout=90).close()
