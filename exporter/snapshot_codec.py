@@ -143,6 +143,8 @@ def parse_document(raw: bytes, context: Mapping[str, Any]) -> dict[str, Any]:
         doc = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise SnapshotError(f"not valid JSON: {exc}") from None
+    except RecursionError:  # a tampered file nested thousands deep: ignore it, don't crash
+        raise SnapshotError("not valid JSON: nested too deeply") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise SnapshotError(f"format {found!r} is not {FORMAT!r}")

@@ -40,6 +40,9 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     result: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool | None):
+            line = key_node.start_mark.line + 1
+            raise WebConfigError(f"a mapping key must be a plain value (line {line})")
         if key in result:
             raise WebConfigError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
         result[key] = loader.construct_object(value_node, deep=True)

@@ -252,6 +252,10 @@ def test_every_collectors_own_snapshot_is_restored_whole(tmp_path: Path) -> None
         assert after["collectors"][name]["collected_at"] == before[name]["collected_at"], name
 
 
+def nested(path: Path) -> None:
+    path.write_text("[" * 100_000 + "]" * 100_000)  # valid JSON, past the decoder's recursion
+
+
 def oversized(path: Path) -> None:
     with path.open("wb") as file:
         file.truncate(MAX_SIZE + 1)  # sparse: costs no disk
@@ -263,8 +267,9 @@ def oversized(path: Path) -> None:
         (lambda path: os.mkfifo(path), "not a regular file (FIFO)"),
         (lambda path: path.symlink_to("/dev/zero"), "not a regular file (symbolic link)"),
         (oversized, f"{MAX_SIZE + 1} bytes, more than the {MAX_SIZE}-byte limit"),
+        (nested, "not valid JSON: nested too deeply"),
     ],
-    ids=["fifo", "symlink-to-dev-zero", "oversized"],
+    ids=["fifo", "symlink-to-dev-zero", "oversized", "nested"],
 )
 def test_a_snapshot_that_is_not_a_small_regular_file_is_ignored_at_once(
     tmp_path: Path, plant: Callable[[Path], None], reason: str

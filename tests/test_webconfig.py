@@ -211,6 +211,7 @@ BAD_CONFIGS = {
     "not YAML": ("basic_auth_users: [\n", "invalid YAML at line 2, column 1"),
     "deeply nested": (f"basic_auth_users: {'[' * 5000}{']' * 5000}\n", "nested deeper than 32"),
     "not a mapping": ("- a\n- b\n", "the top level must be a mapping"),
+    "list as a key": ("? [a, b]\n: 1\n", "a mapping key must be a plain value (line 1)"),
 }
 
 
