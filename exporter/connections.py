@@ -10,6 +10,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -167,6 +168,9 @@ class ConnectionGuard:
         self.open: dict[asyncio.BaseTransport, GuardedProtocol] = {}
         # Connections not handling a request, longest waiting first (dicts keep order).
         self.idle: dict[GuardedProtocol, None] = {}
+        # The tasks handling requests (one per request), so a shutdown can cancel them.
+        self.requests: set[asyncio.Task[Any]] = set()
+        self.hurried = False
         self.evicted = 0
         self.refused = 0
         self.stalled = 0
@@ -177,6 +181,14 @@ class ConnectionGuard:
         """The protocol factory for ``loop.create_server``."""
         assert self.protocol_factory is not None
         return GuardedProtocol(self, self.protocol_factory())
+
+    def hurry(self) -> None:
+        """Signal handler during the drain: cancel in-flight requests instead of waiting."""
+        if not self.hurried:
+            self.hurried = True
+            log.info("signal received again: cancelling %d in-flight requests", len(self.requests))
+            for task in self.requests:
+                task.cancel()
 
     def admit(self, conn: GuardedProtocol) -> None:
         """Count a new connection in; at the bound close an idle one, or this one if none is."""
@@ -225,6 +237,9 @@ class ConnectionGuard:
             transport = request.transport
             conn = self.open.get(transport) if transport is not None else None
             task = asyncio.current_task()
+            if task is not None:
+                self.requests.add(task)
+                task.add_done_callback(self.requests.discard)
             if conn is not None and task is not None:
                 self.request_started(conn)
                 # aiohttp writes the response after the handlers return, still in this task.

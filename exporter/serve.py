@@ -14,13 +14,12 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from exporter import sdnotify
 from exporter.address import parse_listen_address
 from exporter.connections import ConnectionGuard, ConnectionLimits, Throttled
 from exporter.keys import SETTINGS
-from exporter.limits import PARSER_LIMITS, Handler
+from exporter.limits import PARSER_LIMITS
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +213,7 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Run ``app`` on listening ``sockets``; SIGTERM/SIGINT stop it, SIGHUP calls ``on_reload``."""
-    stop, in_flight = asyncio.Event(), InFlight()
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Before the collectors start: a SIGTERM during startup then also shuts down gracefully.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -233,11 +232,10 @@ async def serve(
         keepalive_timeout=limits.idle_timeout,
         **PARSER_LIMITS,
     )
+    guard = ConnectionGuard(limits)
     try:
-        guard = ConnectionGuard(limits)
         # Outermost, and added before setup() freezes the app.
         app.middlewares.insert(0, guard.middleware())
-        app.middlewares.insert(1, in_flight.middleware())
         await runner.setup()
         assert runner.server is not None
         guard.protocol_factory = runner.server
@@ -255,7 +253,7 @@ async def serve(
         # Still ours during the drain: a second signal cuts it short, and the cleanup below
         # (tools' process groups killed, snapshot written) still runs; no KeyboardInterrupt.
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, in_flight.hurry)
+            loop.add_signal_handler(sig, guard.hurry)
         try:
             await runner.cleanup()
         finally:
@@ -263,37 +261,6 @@ async def serve(
                 loop.remove_signal_handler(sig)
             loop.set_exception_handler(None)
     log.info("stopped")
-
-
-class InFlight:
-    """The tasks handling requests right now, so that a second signal can cancel them."""
-
-    def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.hurried = False
-
-    def middleware(self) -> Middleware:
-        """Registers the handling task for the duration of each request."""
-
-        @web.middleware
-        async def track(request: web.Request, handler: Handler) -> web.StreamResponse:
-            task = asyncio.current_task()
-            assert task is not None
-            self.tasks.add(task)
-            try:
-                return await handler(request)
-            finally:
-                self.tasks.discard(task)
-
-        return track
-
-    def hurry(self) -> None:
-        """Signal handler during the drain: cancel in-flight requests instead of waiting."""
-        if not self.hurried:
-            self.hurried = True
-            log.info("signal received again: cancelling %d in-flight requests", len(self.tasks))
-            for task in self.tasks:
-                task.cancel()
 
 
 def connection_limits(app: web.Application) -> ConnectionLimits:
