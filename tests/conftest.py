@@ -6,29 +6,11 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO
-
-
-@dataclass(frozen=True)
-class Dist:
-    """The sdist and wheel that ``python -m build`` made of the checkout."""
-
-    sdist: Path
-    wheel: Path
-
-
-@dataclass(frozen=True)
-class Installed:
-    """A fresh venv outside the checkout with the wheel installed (not editable)."""
-
-    venv: Path
-    python: Path
-    script: Path
+from tests.support import REPO, Dist, Installed
 
 
 def run(argv: list[str], cwd: Path, timeout: float = 600) -> None:

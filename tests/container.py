@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -140,3 +142,39 @@ def booted(root: Path, log: Path) -> Iterator[Container]:
         yield container
     finally:
         container.shutdown()
+
+
+UNIT = "hwcache-exporter"
+
+
+URL = "http://127.0.0.1:9847"
+
+
+MAX_EXPOSURE = 2.5
+
+
+WAIT_READY = f"""
+for i in $(seq 240); do
+    [ "$(curl -s -o /dev/null -w '%{{http_code}}' $AUTH {URL}/-/ready)" = 200 ] && exit 0
+    sleep 0.25
+done
+echo "not ready after 60s" >&2; exit 1
+"""
+
+
+def show(container: Container, *props: str) -> dict[str, str]:
+    """``systemctl show`` properties of the unit."""
+    flags = " ".join(f"-p {p}" for p in props)
+    out = container.sh(f"systemctl show {UNIT} {flags}").stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def wait_ready(container: Container, auth: str = "") -> None:
+    """Poll /-/ready (bounded): the first collection is done."""
+    container.sh(f"AUTH='{auth}'\n{WAIT_READY}")
+
+
+def stats(container: Container) -> dict[str, Any]:
+    """GET /cache/stats from inside the container."""
+    data: dict[str, Any] = json.loads(container.sh(f"curl -sf {URL}/cache/stats").stdout)
+    return data

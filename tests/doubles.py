@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorContext, NotApplicable
+from exporter.app import create_app
 from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import FakeClock
+from exporter.settings import Settings
 
 
 class CountingCollector(Collector):
@@ -47,3 +52,24 @@ def make_cache(
     collectors = {name: CountingCollector(name) for name in names}
     entries = [CacheEntry(n, c, interval, timeout) for n, c in collectors.items()]
     return MetricCache(entries, clock, error_retry_interval=30.0), collectors, clock
+
+
+ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
+
+
+async def start(
+    aiohttp_client: ClientFactory, *names: str, **settings: Any
+) -> tuple[TestClient[Any, Any], MetricCache, dict[str, CountingCollector], FakeClock]:
+    """An app over counting collectors on a fake clock, warmed up."""
+    cache, collectors, clock = make_cache(*names)
+    return await start_cache(aiohttp_client, cache, clock, **settings), cache, collectors, clock
+
+
+async def start_cache(
+    aiohttp_client: ClientFactory, cache: MetricCache, clock: FakeClock, **settings: Any
+) -> TestClient[Any, Any]:
+    """An app over a prebuilt cache, warmed up."""
+    app = create_app(Settings(collectors=(), **settings), clock=clock, cache=cache)
+    client = await aiohttp_client(app)
+    await cache.warm_up()
+    return client

@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,3 +149,20 @@ def readme_blocks(heading: str) -> list[str]:
     blocks = re.findall(r"^```sh\n(.*?)^```$", "\n".join(section), re.M | re.S)
     assert blocks, f"no sh block under {heading!r} in README.md"
     return blocks
+
+
+@dataclass(frozen=True)
+class Dist:
+    """The sdist and wheel that ``python -m build`` made of the checkout."""
+
+    sdist: Path
+    wheel: Path
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A fresh venv outside the checkout with the wheel installed (not editable)."""
+
+    venv: Path
+    python: Path
+    script: Path

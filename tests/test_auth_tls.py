@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import signal
@@ -10,53 +9,15 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
-from exporter.app import create_app
-from exporter.auth import REALM, WEB_SECURITY, WebSecurity
-from exporter.settings import Settings
-from exporter.webconfig import load_web_config
-from tests.doubles import make_cache
+from exporter.auth import REALM, WEB_SECURITY
+from tests.doubles import ClientFactory
 from tests.support import fake_path, free_port, read_log, run_exporter, running
-from tests.test_webconfig import PKI, hash_password, make_pki
-
-ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
-
-HSTS = "max-age=31536000; includeSubDomains"
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-def auth_config(path: Path, users: dict[str, str], extra: str = "") -> Path:
-    """Write a web config with bcrypt hashes of ``users`` (name -> password)."""
-    lines = ["basic_auth_users:"] + [f"  {u}: {hash_password(p)}" for u, p in users.items()]
-    path.write_text("\n".join(lines) + "\n" + extra)
-    return path
-
-
-HEADERS = f"http_server_config:\n  headers:\n    Strict-Transport-Security: '{HSTS}'\n"
-HEADERS += "    X-Content-Type-Options: nosniff\n"
-
-
-async def start(aiohttp_client: ClientFactory, config: Path, **settings: Any) -> Any:
-    cache, collectors, clock = make_cache("a", "b")
-    security = WebSecurity(load_web_config(config))
-    app = create_app(
-        Settings(collectors=(), **settings), clock=clock, cache=cache, security=security
-    )
-    client = await aiohttp_client(app)
-    await cache.warm_up()
-    return client, app, cache, clock
+from tests.websec import HEADERS, HSTS, PKI, auth_config, basic, make_pki, start, wait_for
 
 
 async def test_basic_auth_on_every_endpoint(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
@@ -156,13 +117,6 @@ async def test_reload_swaps_users_and_keeps_old_config_on_error(
     config.write_text("basic_auth_users:\n  carol: not-a-hash\n")
     assert await security.reload() is False
     assert (await client.get("/metrics", headers=basic("bob", "two"))).status == 200
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_sighup_reloads_users_in_a_running_exporter(tmp_path: Path) -> None:

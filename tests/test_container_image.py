@@ -20,9 +20,8 @@ from collections.abc import Iterator
 import pytest
 
 from exporter import __version__
-from tests.conftest import Dist
 from tests.container import pristine_root
-from tests.support import readme_blocks
+from tests.support import Dist, readme_blocks
 
 BASE = "localhost/hwcache-exporter-test-base:bookworm"
 IMAGE = "localhost/hwcache-exporter:test"

@@ -20,7 +20,7 @@ from exporter.auth import WEB_SECURITY
 from exporter.clock import FakeClock
 from exporter.credentials import BasicAuthenticator, BcryptPool, VerifiedCache
 from tests.support import run_exporter
-from tests.test_auth_tls import HEADERS, HSTS, basic, start, wait_for
+from tests.websec import HEADERS, HSTS, basic, start, wait_for
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 

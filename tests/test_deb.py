@@ -17,9 +17,17 @@ from pathlib import Path
 import pytest
 
 from exporter import __version__
-from tests.container import Container, booted, pristine_root
+from tests.container import (
+    MAX_EXPOSURE,
+    URL,
+    Container,
+    booted,
+    pristine_root,
+    show,
+    stats,
+    wait_ready,
+)
 from tests.support import REPO, readme_blocks
-from tests.test_systemd_boot import MAX_EXPOSURE, URL, show, stats, wait_ready
 
 UNIT = "hwcache-exporter"
 ENV_FILE = f"/etc/default/{UNIT}"

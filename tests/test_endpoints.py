@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,20 +20,8 @@ from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import FakeClock
 from exporter.render import encode, negotiate
 from exporter.settings import Settings
-from tests.doubles import CountingCollector, make_cache
+from tests.doubles import ClientFactory, make_cache, start
 from tests.exposition import value
-
-ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
-
-
-async def start(
-    aiohttp_client: ClientFactory, *names: str, **settings: Any
-) -> tuple[TestClient[Any, Any], MetricCache, dict[str, CountingCollector], FakeClock]:
-    cache, collectors, clock = make_cache(*names)
-    app = create_app(Settings(collectors=(), **settings), clock=clock, cache=cache)
-    client = await aiohttp_client(app)
-    await cache.warm_up()
-    return client, cache, collectors, clock
 
 
 async def test_metrics_serves_cached_families_and_freshness(aiohttp_client: ClientFactory) -> None:

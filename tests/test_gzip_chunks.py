@@ -9,7 +9,7 @@ import zlib
 import pytest
 
 from exporter.gzip_chunks import deflate_chunk, gzip_join
-from tests.test_endpoints import ClientFactory, start
+from tests.doubles import ClientFactory, start
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0"
 

@@ -15,9 +15,8 @@ import zipfile
 from pathlib import Path
 
 from exporter import __version__
-from tests.conftest import Dist, Installed
 from tests.e2e import GOLDEN_ARGS, assert_golden
-from tests.support import REPO, fake_path, run_exporter
+from tests.support import REPO, Dist, Installed, fake_path, run_exporter
 
 PACKAGES = ("exporter", "collectors")
 

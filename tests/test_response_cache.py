@@ -22,8 +22,7 @@ from exporter.keys import RESPONSE_CACHE
 from exporter.render import encode
 from exporter.response_cache import CacheKey, ResponseCache
 from exporter.settings import Settings
-from tests.doubles import make_cache
-from tests.test_endpoints import ClientFactory
+from tests.doubles import ClientFactory, make_cache
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 

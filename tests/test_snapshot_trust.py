@@ -21,8 +21,7 @@ from exporter.render import prerender
 from exporter.snapshot import FILENAME, MAX_SIZE, SnapshotWriter
 from exporter.snapshot_codec import encode_family, parse_document, restore
 from tests.doubles import CountingCollector
-from tests.support import Exporter, run_exporter
-from tests.test_snapshot import (
+from tests.snapshots import (
     CONTEXT,
     cache_stats,
     filled_cache,
@@ -31,6 +30,7 @@ from tests.test_snapshot import (
     roundtrip,
     stop,
 )
+from tests.support import Exporter, run_exporter
 
 Doc = dict[str, Any]
 

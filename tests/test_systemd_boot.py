@@ -8,7 +8,6 @@ booted with no network, and the offline and "Install as a systemd unit" blocks r
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,32 +16,30 @@ import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import bcrypt
 import pytest
 
 from exporter import __version__
-from tests.conftest import Dist
-from tests.container import Container, booted, pristine_root
-from tests.support import readme_blocks
+from tests.container import (
+    MAX_EXPOSURE,
+    UNIT,
+    URL,
+    Container,
+    booted,
+    pristine_root,
+    show,
+    stats,
+    wait_ready,
+)
+from tests.support import Dist, readme_blocks
 
-UNIT = "hwcache-exporter"
-URL = "http://127.0.0.1:9847"
 WEB_CONFIG = "/etc/hwcache-exporter/web.yml"
-MAX_EXPOSURE = 2.5
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 READY_PROBE = f"""
 mkdir -p /etc/systemd/system/{UNIT}.service.d
 printf '[Service]\\nExecStartPost=+/usr/bin/curl -sf {URL}/-/healthy\\n' \\
     > /etc/systemd/system/{UNIT}.service.d/test-ready-probe.conf
-"""
-WAIT_READY = f"""
-for i in $(seq 240); do
-    [ "$(curl -s -o /dev/null -w '%{{http_code}}' $AUTH {URL}/-/ready)" = 200 ] && exit 0
-    sleep 0.25
-done
-echo "not ready after 60s" >&2; exit 1
 """
 
 
@@ -118,24 +115,6 @@ def container(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             yield booted_container
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def show(container: Container, *props: str) -> dict[str, str]:
-    """``systemctl show`` properties of the unit."""
-    flags = " ".join(f"-p {p}" for p in props)
-    out = container.sh(f"systemctl show {UNIT} {flags}").stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def wait_ready(container: Container, auth: str = "") -> None:
-    """Poll /-/ready (bounded): the first collection is done."""
-    container.sh(f"AUTH='{auth}'\n{WAIT_READY}")
-
-
-def stats(container: Container) -> dict[str, Any]:
-    """GET /cache/stats from inside the container."""
-    data: dict[str, Any] = json.loads(container.sh(f"curl -sf {URL}/cache/stats").stdout)
-    return data
 
 
 def status_code(container: Container, path: str, user: str = "") -> str:

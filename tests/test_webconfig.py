@@ -5,67 +5,13 @@ from __future__ import annotations
 import ssl
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import bcrypt
 import pytest
 
 from exporter.webconfig import WebConfigError, load_web_config
 from tests.support import REPO, fake_path, free_port
-
-
-@dataclass(frozen=True)
-class PKI:
-    """A throwaway CA with server and client certificates (PEM files in ``root``)."""
-
-    root: Path
-
-    def __getattr__(self, name: str) -> Path:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self.root / f"{name}.pem"
-
-
-def _openssl(cwd: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
-def _leaf(root: Path, name: str, ca: str, subject: str, san: str | None, serial: int) -> None:
-    """Key + certificate ``name`` signed by ``ca`` (``<ca>_key.pem``/``<ca>.pem``)."""
-    req = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    extra = ["-addext", f"subjectAltName={san}"] if san else []
-    _openssl(
-        root, "req", *req, "-keyout", f"{name}_key.pem", "-out", f"{name}.csr",
-        "-subj", subject, *extra,
-    )  # fmt: skip
-    _openssl(
-        root, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}_key.pem",
-        "-set_serial", str(serial), "-days", "2", "-out", f"{name}.pem", "-copy_extensions", "copy",
-    )  # fmt: skip
-
-
-def make_pki(root: Path) -> PKI:
-    """CA ``ca``; ``server`` and ``server2`` (127.0.0.1/localhost); ``client``; ``rogue``
-    (a client certificate from an unrelated CA ``other_ca``)."""
-    root.mkdir(parents=True, exist_ok=True)
-    for ca in ("ca", "other_ca"):
-        _openssl(
-            root, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", f"{ca}_key.pem", "-out", f"{ca}.pem", "-days", "2",
-            "-subj", f"/CN=hwcache test {ca}",
-        )  # fmt: skip
-    san = "IP:127.0.0.1,DNS:localhost"
-    _leaf(root, "server", "ca", "/CN=localhost", san, 1001)
-    _leaf(root, "server2", "ca", "/CN=localhost", san, 1002)
-    _leaf(root, "client", "ca", "/CN=prometheus", None, 1003)
-    _leaf(root, "rogue", "other_ca", "/CN=prometheus", None, 1004)
-    return PKI(root)
-
-
-def hash_password(password: str) -> str:
-    """A bcrypt hash at the cheapest cost, as ``htpasswd -B`` would write it."""
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+from tests.websec import PKI, hash_password, make_pki
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Review: a blocking collector that times out keeps its worker thread; retries pile up."""
+"""A timed-out blocking collection never overlaps the next one nor starves other collectors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Review: one collector's bad families must not break the whole /metrics exposition."""
+"""One collector's bad families must not break the whole /metrics exposition."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 
 from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import FakeClock
-from tests.doubles import CountingCollector
-from tests.review.helpers import ClientFactory, start_cache
+from tests.doubles import ClientFactory, CountingCollector, start_cache
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0"
 

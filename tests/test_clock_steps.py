@@ -1,9 +1,8 @@
-"""Review: a wall clock stepped backwards must not stretch expiry, TTLs or the invalidate limit."""
+"""A wall clock stepped backwards must not stretch expiry, TTLs or the invalidate limit."""
 
 from __future__ import annotations
 
-from tests.doubles import make_cache
-from tests.review.helpers import ClientFactory, start
+from tests.doubles import ClientFactory, make_cache, start
 
 STEP_BACK = 3600.0  # e.g. NTP correcting a clock that was an hour fast
 
