@@ -155,15 +155,19 @@ def run_prometheus(
     tmp_path: Path,
     rule_files: Sequence[Path] = (),
     ready_timeout: float = 30.0,
+    config: dict[str, Any] | None = None,
 ) -> Iterator[Prometheus]:
-    """Start a real Prometheus on loopback with a fresh TSDB; always stop it."""
-    config = tmp_path / "prometheus.yml"
-    config.write_text(prometheus_config(jobs, rule_files=rule_files))
+    """Start a real Prometheus on loopback with a fresh TSDB (``config`` replaces the jobs)."""
+    config_file = tmp_path / "prometheus.yml"
+    if config is None:
+        config_file.write_text(prometheus_config(jobs, rule_files=rule_files))
+    else:
+        config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     port = free_port()
     log = tmp_path / "prometheus.log"
     argv = [
         binary("prometheus"),
-        f"--config.file={config}",
+        f"--config.file={config_file}",
         f"--storage.tsdb.path={tmp_path / 'tsdb'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--log.level=warn",

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
@@ -128,3 +131,33 @@ class FaultyRedfish:
         if path not in self.tree:
             return web.json_response({"error": "not found"}, status=404)
         return web.Response(text=json.dumps(self.tree[path]), content_type="application/json")
+
+
+@contextlib.contextmanager
+def serving(count: int) -> Iterator[list[tuple[int, FaultyRedfish]]]:
+    """``count`` fake services on loopback ports, served by a loop in a thread of their own."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-bmcs", daemon=True)
+    thread.start()
+
+    async def start() -> tuple[list[web.AppRunner], list[tuple[int, FaultyRedfish]]]:
+        runners, services = [], []
+        for _ in range(count):
+            fake = FaultyRedfish()
+            runner = web.AppRunner(fake.app())
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            runners.append(runner)
+            services.append((int(runner.addresses[0][1]), fake))
+        return runners, services
+
+    runners, services = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+    try:
+        yield services
+    finally:
+        for runner in runners:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
