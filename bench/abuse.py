@@ -29,7 +29,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from exporter.durations import parse_duration  # noqa: E402
+from collectors.toolkit.durations import parse_duration  # noqa: E402
 from tests.support import answers, free_port, running  # noqa: E402
 
 MiB = 1024 * 1024

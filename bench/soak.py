@@ -28,7 +28,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from exporter.durations import parse_duration
+from collectors.toolkit.durations import parse_duration
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_EXPORTER_ARGS = [

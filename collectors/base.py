@@ -16,9 +16,9 @@ from typing import Any
 import psutil
 from prometheus_client.metrics_core import Metric
 
-from exporter.durations import parse_duration
-from exporter.options import parse_bool, parse_regex
-from exporter.runner import CommandRunner
+from collectors.toolkit.durations import parse_duration
+from collectors.toolkit.options import parse_bool, parse_regex
+from collectors.toolkit.runner import CommandRunner
 
 
 class NotApplicable(Exception):

@@ -9,7 +9,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector, NotApplicable, read_number, read_text
 from collectors.registry import CollectorOption, register
-from exporter.options import Regex
+from collectors.toolkit.options import Regex
 
 SECTOR = 512
 

@@ -10,7 +10,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector, NotApplicable, read_text
 from collectors.registry import CollectorOption, register
-from exporter.options import Flag
+from collectors.toolkit.options import Flag
 
 # label name -> file under class/dmi/id
 FIELDS: dict[str, str] = {

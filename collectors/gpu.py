@@ -14,7 +14,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorContext, CollectorError, NotApplicable
 from collectors.registry import register
-from exporter.runner import (
+from collectors.toolkit.runner import (
     CommandError,
     CommandNotFound,
     CommandPermissionDenied,

@@ -13,7 +13,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector, CollectorError, NotApplicable, read_number, read_text
 from collectors.registry import CollectorOption, register
-from exporter.options import Regex
+from collectors.toolkit.options import Regex
 
 SENSOR_FILE = re.compile(r"^(temp|fan|in|power|curr|intrusion)(\d+)_([a-z_]+)$")
 HWMON_DIR = re.compile(r"^hwmon(\d+)$")

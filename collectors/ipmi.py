@@ -22,8 +22,8 @@ from collectors.ipmi_parse import (
     parse_sensor_list,
 )
 from collectors.registry import CollectorOption, register
-from exporter.options import Choice, Flag
-from exporter.runner import (
+from collectors.toolkit.options import Choice, Flag
+from collectors.toolkit.runner import (
     CommandError,
     CommandNotFound,
     CommandPermissionDenied,

@@ -9,7 +9,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector
 from collectors.registry import CollectorOption, register
-from exporter.options import Regex
+from collectors.toolkit.options import Regex
 
 DUPLEX = {0: "unknown", 1: "half", 2: "full"}
 

@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import Metric
 from collectors.base import Collector, CollectorError, NotApplicable, read_text
 from collectors.nvme_list import parse_list
 from collectors.registry import register
-from exporter.runner import CommandError, CommandNotFound, CommandPermissionDenied
+from collectors.toolkit.runner import CommandError, CommandNotFound, CommandPermissionDenied
 
 log = logging.getLogger(__name__)
 

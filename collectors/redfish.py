@@ -12,8 +12,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorContext, CollectorError
 from collectors.redfish_client import ROOT, NotFound, RedfishClient
-from exporter.probe_config import ProbeModule
-from exporter.probe_target import Target
+from collectors.toolkit.remote import RemoteModule, RemoteTarget
 
 MAX_MEMBERS = 256  # members read per collection; the rest are counted as skipped
 HEALTH = {"OK": 0.0, "Warning": 1.0, "Critical": 2.0}
@@ -204,7 +203,7 @@ def _named(items: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 def redfish_driver(
-    module: ProbeModule, target: Target, http: aiohttp.ClientSession
+    module: RemoteModule, target: RemoteTarget, http: aiohttp.ClientSession
 ) -> RedfishCollector:
     """The ``redfish`` driver: a collector for one target."""
     return RedfishCollector(

@@ -11,8 +11,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from collectors.base import CollectorError
-from exporter.probe_config import ProbeModule
-from exporter.probe_target import Target
+from collectors.toolkit.remote import RemoteModule, RemoteTarget
 
 SESSIONS = "/redfish/v1/SessionService/Sessions"
 ROOT = "/redfish/v1/"
@@ -26,7 +25,9 @@ class NotFound(CollectorError):
 class RedfishClient:
     """One per target; keeps its session token between polls (sessions outlive a poll)."""
 
-    def __init__(self, http: aiohttp.ClientSession, module: ProbeModule, target: Target) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, module: RemoteModule, target: RemoteTarget
+    ) -> None:
         self.http = http
         self.module = module
         self.base = f"{module.scheme}://{target.netloc()}"

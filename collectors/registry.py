@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collectors.base import Collector, CollectorContext
-from exporter.options import OptionKind, Text
+from collectors.toolkit.options import OptionKind, Text
 
 CollectorFactory = Callable[[CollectorContext], Collector]
 
@@ -68,6 +68,6 @@ def load_all() -> dict[str, CollectorSpec]:
     import collectors
 
     for module in pkgutil.iter_modules(collectors.__path__):
-        if module.name not in {"base", "registry"} and not module.name.startswith("_"):
+        if module.name not in {"base", "registry", "toolkit"} and not module.name.startswith("_"):
             importlib.import_module(f"collectors.{module.name}")
     return dict(sorted(REGISTRY.items()))

@@ -15,8 +15,8 @@ from collectors.registry import CollectorOption, register
 from collectors.smart_devices import DeviceList, by_id_names, configured, one_per_disk, override
 from collectors.smart_families import build_families
 from collectors.smart_parse import PRIVILEGE_HINT, Device, DeviceResult, classify, parse_scan
-from exporter.options import Choice, Duration, Flag, Integer, Regex
-from exporter.runner import (
+from collectors.toolkit.options import Choice, Duration, Flag, Integer, Regex
+from collectors.toolkit.runner import (
     CommandError,
     CommandNotFound,
     CommandPermissionDenied,

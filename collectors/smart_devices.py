@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from collectors.smart_parse import Device, DeviceResult, device_label, section, text
-from exporter.options import OptionKind
+from collectors.toolkit.options import OptionKind
 
 # smartctl -d types: sat, sat,12, megaraid,3, sat+megaraid,3, cciss,1, areca,2/1, hpt,1/1/3,
 # aacraid,0,0,1, usbjmicron,x,1, sntjmicron, sntrealtek, ...

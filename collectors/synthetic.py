@@ -10,7 +10,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorError
 from collectors.registry import CollectorOption, register
-from exporter.options import Duration, Flag, Integer
+from collectors.toolkit.options import Duration, Flag, Integer
 
 
 @register(

@@ -14,6 +14,7 @@ from cachetools import LRUCache
 from collectors.base import CollectorContext
 from collectors.registry import CollectorSpec, load_all
 from collectors.script import ScriptCollector
+from collectors.toolkit.runner import CommandRunner
 from exporter import sdnotify, snapshot
 from exporter.auth import WEB_SECURITY, WebSecurity
 from exporter.cache import CacheEntry, MetricCache
@@ -34,7 +35,6 @@ from exporter.keys import (
 from exporter.probe_cache import ProbeCache, default_factory
 from exporter.render import prerender
 from exporter.response_cache import ResponseCache
-from exporter.runner import CommandRunner
 from exporter.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from collectors.registry import CollectorSpec
+from collectors.toolkit.durations import format_duration, parse_duration
 from exporter import __version__
-from exporter.durations import format_duration, parse_duration
 from exporter.flagparser import DURATION_HELP, FlagParser, HelpFormatter
 from exporter.flags import add_flags
 from exporter.settings import CollectorSettings, Settings

@@ -8,9 +8,9 @@ import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
+from collectors.toolkit.durations import parse_duration
+from collectors.toolkit.options import parse_bool
 from exporter.address import parse_listen_address
-from exporter.durations import parse_duration
-from exporter.options import parse_bool
 
 # argparse's own wording (its messages are not translated on a stock install).
 _UNRECOGNIZED = "unrecognized arguments: "

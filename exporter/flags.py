@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from collectors.registry import CollectorOption, CollectorSpec
-from exporter.durations import format_duration, parse_duration
+from collectors.toolkit.durations import format_duration, parse_duration
+from collectors.toolkit.options import Flag
 from exporter.flagparser import (
     BoolFlag,
     checked,
@@ -16,7 +17,6 @@ from exporter.flagparser import (
     positive_int,
     url_path,
 )
-from exporter.options import Flag
 
 DEFAULT_LISTEN = ":9847"
 

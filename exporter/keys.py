@@ -7,10 +7,10 @@ import asyncio
 from aiohttp import web
 from cachetools import LRUCache
 
+from collectors.toolkit.runner import CommandRunner
 from exporter.cache import MetricCache
 from exporter.clock import Clock
 from exporter.response_cache import ResponseCache
-from exporter.runner import CommandRunner
 from exporter.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)

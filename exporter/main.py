@@ -13,13 +13,13 @@ from pathlib import Path
 import psutil
 
 from collectors.registry import CollectorSpec, load_all
+from collectors.toolkit.runner import CommandRunner
 from exporter import __version__, invalidate_cli
 from exporter.app import create_app
 from exporter.auth import WebSecurity
 from exporter.cli import enabled_collectors, explicit_collectors, parse_flags, settings_from_args
 from exporter.logs import setup_logging
 from exporter.probe_config import ProbeConfig, ProbeConfigError, load_probe_config
-from exporter.runner import CommandRunner
 from exporter.script_config import ScriptConfigError, load_scripts
 from exporter.serve import ListenError, listen_sockets, serve
 from exporter.settings import CollectorSettings, Settings

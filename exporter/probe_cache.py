@@ -12,6 +12,7 @@ import aiohttp
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorContext, Skipped
+from collectors.redfish import redfish_driver
 from exporter.cache import CacheEntry, MetricCache, Result
 from exporter.clock import Clock, system_clock
 from exporter.probe_config import ProbeConfig, ProbeModule
@@ -130,8 +131,6 @@ class ProbeCache:
 
 def default_factory(module: ProbeModule, target: Target, http: aiohttp.ClientSession) -> Collector:
     """The collector of ``module.driver`` for one target."""
-    from collectors.redfish import redfish_driver  # the drivers import this package's config
-
     return redfish_driver(module, target, http)
 
 

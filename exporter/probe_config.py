@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exporter.durations import parse_duration
+from collectors.toolkit.durations import parse_duration
 from exporter.probe_target import Allowed, Target, parse_allowed
 from exporter.webconfig_yaml import WebConfigError, parse_yaml
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.durations import parse_duration
+from collectors.toolkit.durations import parse_duration
 from exporter.webconfig_yaml import WebConfigError, parse_yaml
 
 NAME = re.compile(r"[a-z0-9_]+")

@@ -21,9 +21,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from collectors.registry import load_all
+from collectors.toolkit.runner import CommandRunner
 from exporter.app import create_app
 from exporter.keys import READY
-from exporter.runner import CommandRunner
 from exporter.settings import CollectorSettings, Settings
 from tests.support import PROCFS, REPO, SYSFS, fake_path
 

@@ -13,12 +13,12 @@ import pytest
 
 from collectors.base import CollectorContext
 from collectors.registry import CollectorSpec, load_all
+from collectors.toolkit.durations import format_duration, parse_duration
+from collectors.toolkit.runner import CommandRunner
 from exporter import __version__
 from exporter.cli import build_parser, describe_defaults, enabled_collectors, settings_from_args
-from exporter.durations import format_duration, parse_duration
 from exporter.flagparser import duration
 from exporter.main import drop_missing_tools
-from exporter.runner import CommandRunner
 from exporter.serve import ListenError, split_listen_address
 from tests.support import REPO
 

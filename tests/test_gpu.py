@@ -12,8 +12,8 @@ import pytest
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.gpu import GpuCollector
 from collectors.registry import load_all
+from collectors.toolkit.runner import CommandRunner
 from exporter.main import drop_missing_tools
-from exporter.runner import CommandRunner
 from tests.exposition import Samples, key, samples, scrape
 from tests.processes import assert_gone
 from tests.support import FAKES, NVIDIA_SMI, fake_path, run_exporter

@@ -18,8 +18,8 @@ from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.ipmi import IpmiCollector
 from collectors.ipmi_parse import Reading, parse_sdr_elist, unique_names
 from collectors.registry import load_all
+from collectors.toolkit.runner import CommandRunner
 from exporter.main import drop_missing_tools
-from exporter.runner import CommandRunner
 from tests.exposition import Samples, exposition, key, samples, scrape
 from tests.processes import assert_gone
 from tests.prom import promtool

@@ -19,8 +19,8 @@ from prometheus_client.metrics_core import Metric
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.nvme import NvmeCollector
 from collectors.registry import load_all
+from collectors.toolkit.runner import CommandRunner
 from exporter.main import drop_missing_tools
-from exporter.runner import CommandRunner
 from tests.exposition import key, scrape, value
 from tests.processes import no_orphans_after
 from tests.support import REPO, SYSFS, fake_path, run_exporter

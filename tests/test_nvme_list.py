@@ -12,7 +12,7 @@ import pytest
 from collectors.base import CollectorContext, CollectorError
 from collectors.nvme import NvmeCollector
 from collectors.nvme_list import parse_list
-from exporter.runner import CommandRunner
+from collectors.toolkit.runner import CommandRunner
 from tests.exposition import value
 from tests.support import REPO, fake_path
 

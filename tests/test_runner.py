@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.runner import (
+from collectors.toolkit.runner import (
     EOF_GRACE,
     CommandNotFound,
     CommandOutputTooLarge,

@@ -8,9 +8,9 @@ import pytest
 
 from collectors.base import CollectorContext
 from collectors.script import ScriptCollector
+from collectors.toolkit.runner import CommandRunner
 from exporter.cache import CacheEntry, MetricCache, State
 from exporter.families import SCRIPT
-from exporter.runner import CommandRunner
 
 GOOD = '# HELP raid_ok Array health.\n# TYPE raid_ok gauge\nraid_ok{array="md0"} 1\n'
 

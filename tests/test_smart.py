@@ -22,9 +22,9 @@ from collectors.registry import load_all
 from collectors.smart import SmartCollector
 from collectors.smart_families import build_families
 from collectors.smart_parse import classify
+from collectors.toolkit.runner import CommandRunner
 from exporter.cli import build_parser
 from exporter.main import drop_missing_tools
-from exporter.runner import CommandRunner
 from tests.exposition import key, scrape, value
 from tests.processes import no_orphans_after
 from tests.support import FAKES, SMARTCTL, fake_path, run_exporter

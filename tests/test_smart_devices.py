@@ -16,7 +16,7 @@ from collectors.base import CollectorContext
 from collectors.smart import SmartCollector
 from collectors.smart_devices import DeviceList, identity, one_per_disk, parse_devices, wwn
 from collectors.smart_parse import classify, device_label, parse_scan
-from exporter.runner import CommandRunner
+from collectors.toolkit.runner import CommandRunner
 from tests.exposition import value
 from tests.support import REPO, SMARTCTL, fake_path
 

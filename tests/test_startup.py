@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from collectors.registry import load_all
+from collectors.toolkit.runner import CommandRunner
 from exporter.cli import build_parser
 from exporter.main import startup_settings
-from exporter.runner import CommandRunner
 from exporter.serve import ListenError, listen_sockets
 from tests.support import REPO, fake_path, free_port, run_exporter
 

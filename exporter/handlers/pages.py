@@ -7,9 +7,9 @@ import time
 
 from aiohttp import web
 
+from collectors.toolkit.durations import format_duration
 from exporter import __version__
 from exporter.cache import CacheEntry, State
-from exporter.durations import format_duration
 from exporter.keys import CACHE, CLOCK, READY, SETTINGS
 
 # Short cells never wrap; only the message column wraps, at any character if it must. When

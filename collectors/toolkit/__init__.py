@@ -1,0 +1,1 @@
+"""The collector toolkit: running tools, typed options, durations, per-device fan-out."""
