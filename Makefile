@@ -24,7 +24,7 @@ run: $(VENV)/.installed
 	$(BIN)/hwcache-exporter $(ARGS)
 
 debian-deps:
-	scripts/debian-packages.sh prometheus chromium openssl systemd systemd-container debootstrap python3.11-venv podman runc prometheus-node-exporter-collectors jq
+	scripts/debian-packages.sh prometheus chromium openssl systemd systemd-container debootstrap python3.11-venv podman runc prometheus-node-exporter-collectors jq openipmi ipmitool
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -80,7 +80,7 @@ class IpmiCollector(Collector):
         """Sensors are required; DCMI and SEL are best effort."""
         source = self.ctx.option("source") or "sdr"
         deadline = time.monotonic() + self.ctx.timeout
-        what = "ipmitool " + " ".join(SOURCES[source])
+        what = self._what(SOURCES[source])
         result = await self._run(SOURCES[source], deadline)
         text = result.stdout.decode(errors="replace")
         if result.returncode != 0:
@@ -108,11 +108,25 @@ class IpmiCollector(Collector):
         margin = min(1.0, self.ctx.timeout * 0.1)
         return deadline - time.monotonic() - margin
 
+    def _what(self, args: list[str]) -> str:
+        """A sub-command as messages name it."""
+        return "ipmitool " + " ".join(args)
+
+    def _argv(self, args: list[str]) -> list[str]:
+        """The command line of one ipmitool sub-command: the in-band device here."""
+        return ["ipmitool", *args]
+
+    def _env(self) -> dict[str, str] | None:
+        """Variables added to ipmitool's environment: none in-band."""
+        return None
+
     async def _run(self, args: list[str], deadline: float) -> CommandResult:
-        what = "ipmitool " + " ".join(args)
+        what = self._what(args)
         try:
             return await self.ctx.runner.run(
-                ["ipmitool", *args], timeout=max(round(self._budget(deadline), 2), 0.1)
+                self._argv(args),
+                timeout=max(round(self._budget(deadline), 2), 0.1),
+                env=self._env(),
             )
         except CommandNotFound as exc:
             raise NotApplicable("ipmitool is not installed") from exc
@@ -140,7 +154,7 @@ class IpmiCollector(Collector):
         self, args: list[str], deadline: float, parse: Callable[[str], T | None]
     ) -> T | None:
         """Run a best-effort sub-command; failures are logged, unreadable output skipped."""
-        what = "ipmitool " + " ".join(args)
+        what = self._what(args)
         if self._budget(deadline) < 0.5:
             log.warning("%s skipped: collector timeout nearly used up", what)
             return None

@@ -32,7 +32,7 @@ from exporter.keys import (
     RUNNER,
     SETTINGS,
 )
-from exporter.probe_cache import ProbeCache, default_factory
+from exporter.probe_cache import ProbeCache, driver_factory
 from exporter.render import prerender
 from exporter.response_cache import ResponseCache
 from exporter.settings import Settings
@@ -105,7 +105,8 @@ def create_app(
     app.add_routes(routes(settings.telemetry_path))
     app.router.add_get("/probe", probe)
     if settings.probe is not None:
-        probes = ProbeCache(settings.probe, default_factory, clock, settings.error_retry_interval)
+        drivers = driver_factory(runner)
+        probes = ProbeCache(settings.probe, drivers, clock, settings.error_retry_interval)
         probes.cache.prerender = prerender
         app[PROBES] = probes
     cache.prerender = prerender

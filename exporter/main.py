@@ -92,17 +92,24 @@ def startup_settings(
     names = [name for name in names if name not in dict(skipped)]
     settings = settings_from_args(args, registry, names, skipped)
     collectors = (*settings.collectors, *script_collectors(args, registry))
-    return replace(settings, collectors=collectors, probe=probe_config(args))
+    return replace(settings, collectors=collectors, probe=probe_config(args, runner))
 
 
-def probe_config(args: argparse.Namespace) -> ProbeConfig | None:
+def probe_config(args: argparse.Namespace, runner: CommandRunner) -> ProbeConfig | None:
     """The remote-target modules of ``--config.file`` (``None`` without one)."""
     if not args.probe_config:
         return None
     try:
-        return load_probe_config(Path(args.probe_config))
+        config = load_probe_config(Path(args.probe_config))
     except ProbeConfigError as exc:
         raise SystemExit(f"--config.file: {exc}") from None
+    ipmi = sorted(name for name, m in config.modules.items() if m.driver == "ipmi")
+    if ipmi and runner.which("ipmitool") is None:
+        raise SystemExit(
+            f"--config.file: module {ipmi[0]!r} (driver ipmi) needs ipmitool, "
+            "which is not installed (not on PATH)"
+        )
+    return config
 
 
 def script_collectors(

@@ -12,7 +12,9 @@ import aiohttp
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorContext, Skipped
+from collectors.ipmi_lan import ipmi_driver
 from collectors.redfish import redfish_driver
+from collectors.toolkit.runner import CommandRunner
 from exporter.cache import CacheEntry, MetricCache, Result
 from exporter.clock import Clock, system_clock
 from exporter.probe_config import ProbeConfig, ProbeModule
@@ -129,9 +131,15 @@ class ProbeCache:
             await session.close()
 
 
-def default_factory(module: ProbeModule, target: Target, http: aiohttp.ClientSession) -> Collector:
-    """The collector of ``module.driver`` for one target."""
-    return redfish_driver(module, target, http)
+def driver_factory(runner: CommandRunner) -> DriverFactory:
+    """Builds the collector of ``module.driver`` for one target; tools run with ``runner``."""
+
+    def build(module: ProbeModule, target: Target, http: aiohttp.ClientSession) -> Collector:
+        if module.driver == "ipmi":
+            return ipmi_driver(module, target, CollectorContext(runner=runner))
+        return redfish_driver(module, target, http)
+
+    return build
 
 
 def tls_context(module: ProbeModule) -> ssl.SSLContext | bool:

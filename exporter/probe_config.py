@@ -12,27 +12,33 @@ from collectors.toolkit.durations import parse_duration
 from exporter.probe_target import Allowed, Target, parse_allowed
 from exporter.webconfig_yaml import WebConfigError, parse_yaml
 
-DRIVERS = ("redfish",)  # "ipmi" (lanplus) is not supported yet
-MODULE_KEYS = frozenset(
+DRIVERS = ("redfish", "ipmi")
+COMMON_KEYS = frozenset(
     {
         "driver",
-        "scheme",
         "username",
         "username_file",
         "username_env",
         "password",
         "password_file",
         "password_env",
-        "tls_verify",
-        "ca_file",
         "interval",
         "timeout",
-        "request_timeout",
-        "max_response_bytes",
         "max_concurrent_polls",
         "targets",
     }
 )
+# Keys that only one driver reads: a key of the other driver is a mistake worth a message.
+DRIVER_KEYS = {
+    "redfish": frozenset(
+        {"scheme", "tls_verify", "ca_file", "request_timeout", "max_response_bytes"}
+    ),
+    "ipmi": frozenset({"privilege", "cipher_suite", "dcmi", "sel", "sensor_source"}),
+}
+MODULE_KEYS = COMMON_KEYS.union(*DRIVER_KEYS.values())
+# ipmitool -L values by the names operators know (IPMI privilege levels).
+PRIVILEGES = {"user": "USER", "operator": "OPERATOR", "administrator": "ADMINISTRATOR"}
+CIPHER_SUITES = range(18)  # IPMI 2.0 cipher suite ids 0-17 (ipmitool -C)
 TOP_KEYS = frozenset({"modules", "max_targets", "max_concurrent_polls", "refresh_jitter"})
 
 
@@ -67,6 +73,17 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class IpmiLan:
+    """The ``ipmi`` driver's settings: session privilege, cipher suite, what to read."""
+
+    privilege: str = "USER"
+    cipher_suite: int | None = None  # None: ipmitool picks from the BMC's list
+    sensor_source: str = "sdr"
+    dcmi: bool = True
+    sel: bool = True
+
+
+@dataclass(frozen=True)
 class ProbeModule:
     """One ``modules:`` entry: how to reach and poll one kind of remote target."""
 
@@ -83,6 +100,7 @@ class ProbeModule:
     max_response_bytes: int
     max_concurrent_polls: int
     targets: tuple[Allowed, ...]
+    ipmi: IpmiLan | None = None  # driver ipmi only
 
     def allows(self, target: Target) -> bool:
         """Whether the allow-list admits ``target``."""
@@ -137,6 +155,9 @@ def _module(name: str, item: Any) -> ProbeModule:
     driver = item.get("driver")
     if driver not in DRIVERS:
         raise ProbeConfigError(f"{where}: driver must be one of {', '.join(DRIVERS)}")
+    foreign = sorted(set(item) - COMMON_KEYS - DRIVER_KEYS[driver])
+    if foreign:
+        raise ProbeConfigError(f"{where}: key {foreign[0]!r} does not apply to driver {driver}")
     scheme = item.get("scheme", "https")
     if scheme not in ("https", "http"):
         raise ProbeConfigError(f"{where}: scheme must be https or http")
@@ -168,7 +189,28 @@ def _module(name: str, item: Any) -> ProbeModule:
         max_response_bytes=_positive_int(item, "max_response_bytes", 4 * 1024 * 1024, where),
         max_concurrent_polls=_positive_int(item, "max_concurrent_polls", 4, where),
         targets=allowed,
+        ipmi=_ipmi(item, where) if driver == "ipmi" else None,
     )
+
+
+def _ipmi(item: Mapping[str, Any], where: str) -> IpmiLan:
+    """The ``ipmi`` driver's keys, checked."""
+    privilege = item.get("privilege", "user")
+    if not isinstance(privilege, str) or privilege.lower() not in PRIVILEGES:
+        raise ProbeConfigError(f"{where}: privilege must be one of {', '.join(PRIVILEGES)}")
+    suite = item.get("cipher_suite")
+    if suite is not None and (
+        isinstance(suite, bool) or not isinstance(suite, int) or suite not in CIPHER_SUITES
+    ):
+        raise ProbeConfigError(f"{where}: cipher_suite must be an IPMI cipher suite id, 0-17")
+    source = item.get("sensor_source", "sdr")
+    if source not in ("sdr", "sensor"):
+        raise ProbeConfigError(f"{where}: sensor_source must be sdr or sensor")
+    flags = {key: item.get(key, True) for key in ("dcmi", "sel")}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise ProbeConfigError(f"{where}: {key} must be true or false")
+    return IpmiLan(PRIVILEGES[privilege.lower()], suite, source, flags["dcmi"], flags["sel"])
 
 
 def _secret(item: Mapping[str, Any], key: str, where: str, literal: bool) -> Secret:

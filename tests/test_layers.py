@@ -10,7 +10,7 @@ from tests.support import REPO
 # What exporter/ may import from collectors/: the contract, the toolkit, and the collectors it
 # builds itself (the script collector from its config file, the remote-target drivers).
 CONTRACT = ("collectors.base", "collectors.registry", "collectors.toolkit")
-BUILT_BY_EXPORTER = ("collectors.script", "collectors.redfish")
+BUILT_BY_EXPORTER = ("collectors.script", "collectors.redfish", "collectors.ipmi_lan")
 
 
 def imported(path: Path) -> set[str]:

@@ -9,6 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from exporter.cache import CacheEntry
+from exporter.handlers.probe import PROBES
+from exporter.handlers.targets import page_of, targets_stats
 from exporter.keys import CACHE, CLOCK, READY, RESPONSE_CACHE, SETTINGS
 
 REFRESH_MODES = ("next", "now")
@@ -39,8 +41,9 @@ def entry_stats(entry: CacheEntry, now: float) -> dict[str, Any]:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """Per-collector cache state and response-cache counters as JSON."""
+    """Per-collector cache state, remote targets (paged) and response-cache counters as JSON."""
     app = request.app
+    page = page_of(request.query)
     cache, now = app[CACHE], app[CLOCK]()
     response_cache: dict[str, Any] = {"enabled": False}
     if app[SETTINGS].response_cache:
@@ -54,6 +57,8 @@ async def stats(request: web.Request) -> web.Response:
         "skipped": dict(app[SETTINGS].skipped),
         "response_cache": response_cache,
     }
+    if PROBES in app:
+        body["targets"] = targets_stats(app[PROBES], now, page, entry_stats)
     return web.json_response(body)
 
 

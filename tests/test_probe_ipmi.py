@@ -1,0 +1,304 @@
+"""/probe with the ipmi driver: the real ipmitool against OpenIPMI's ipmi_sim on loopback UDP."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from collectors.base import CollectorContext, CollectorError
+from collectors.ipmi_lan import IpmiLanCollector
+from collectors.toolkit.runner import CommandRunner
+from exporter.probe_config import IpmiLan, ProbeConfigError, Secret, load_probe_config
+from exporter.probe_target import parse_target
+from tests.support import REPO, free_port, run_exporter, running
+
+SIM = REPO / "tests" / "fixtures" / "ipmi_sim"
+USER, PASSWORD = "monitor", "s3cret-pass-7"
+WRONG = "not-the-pass-9"
+# An RMCP/ASF presence ping; a BMC (and ipmi_sim) answers with a pong.
+ASF_PING = bytes.fromhex("0600ff06000011be80010000")
+LAN_CONF = """name "hwcache-sim"
+set_working_mc 0x20
+  startlan 1
+    addr 127.0.0.1 {port}
+    priv_limit admin
+    allowed_auths_callback md5
+    allowed_auths_user md5
+    allowed_auths_operator md5
+    allowed_auths_admin md5
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  user 2 true "{user}" "{password}" user 10 md5
+"""
+# Counts runs (one line of arguments each), then runs the real ipmitool.
+WRAPPER = """#!/bin/sh
+printf '%s\\n' "$*" >> "{log}"
+exec "{real}" "$@"
+"""
+
+
+def free_udp_port() -> int:
+    """An unused UDP port on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers_ping(port: int) -> bool:
+    """Whether an RMCP presence ping to loopback ``port`` gets a pong."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        sock.sendto(ASF_PING, ("127.0.0.1", port))
+        try:
+            return sock.recv(512)[:4] == ASF_PING[:4]
+        except OSError:
+            return False
+
+
+@dataclass
+class Bmc:
+    """A running simulator and the ipmitool wrapper that counts runs."""
+
+    port: int
+    bin_dir: Path
+    runs_log: Path
+
+    def runs(self) -> list[str]:
+        """Argument lines of every ipmitool run so far."""
+        return self.runs_log.read_text().splitlines() if self.runs_log.exists() else []
+
+    def env(self) -> dict[str, str]:
+        """An environment whose PATH finds the counting wrapper (not the fake ipmitool)."""
+        return {"PATH": f"{self.bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+@contextlib.contextmanager
+def simulator(tmp_path: Path) -> Iterator[Bmc]:
+    """ipmi_sim with tests/fixtures/ipmi_sim's sensors, its SDRs compiled by sdrcomp."""
+    port = free_udp_port()
+    state = tmp_path / "state"
+    (state / "ipmi_sim" / "hwcache-sim").mkdir(parents=True)
+    sdr = state / "ipmi_sim" / "hwcache-sim" / "sdr.20.main"
+    subprocess.run(["sdrcomp", "-o", str(sdr), str(SIM / "sim.sdrs")], check=True, timeout=30)
+    conf = tmp_path / "lan.conf"
+    conf.write_text(LAN_CONF.format(port=port, user=USER, password=PASSWORD))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    runs_log = tmp_path / "ipmitool-runs.log"
+    wrapper = bin_dir / "ipmitool"
+    wrapper.write_text(WRAPPER.format(log=runs_log, real=shutil.which("ipmitool")))
+    wrapper.chmod(0o755)
+    argv = ["ipmi_sim", "-c", str(conf), "-f", str(SIM / "sim.emu"), "-s", str(state), "-n"]
+    with running(argv, tmp_path / "ipmi_sim.log", lambda: answers_ping(port), 30, "ipmi_sim"):
+        yield Bmc(port, bin_dir, runs_log)
+
+
+def probe_config(tmp_path: Path, port: int) -> Path:
+    (tmp_path / "user").write_text(USER + "\n")
+    (tmp_path / "pass").write_text(PASSWORD + "\n")
+    path = tmp_path / "probe.yml"
+    path.write_text(
+        f"""
+modules:
+  bmc:
+    driver: ipmi
+    username_file: {tmp_path / "user"}
+    password_file: {tmp_path / "pass"}
+    cipher_suite: 3
+    interval: 10m
+    timeout: 30s
+    targets: ["127.0.0.1"]
+  wrong:
+    driver: ipmi
+    username: {USER}
+    password_env: BMC_WRONG_PASSWORD
+    cipher_suite: 3
+    privilege: user
+    dcmi: false
+    targets: ["127.0.0.0/8"]
+"""
+    )
+    return path
+
+
+def parsed(body: bytes) -> dict[tuple[str, str], float]:
+    """(sample name, sensor label) -> value."""
+    return {
+        (s.name, s.labels.get("sensor", "")): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+def test_probe_reads_the_simulated_bmc_once_per_interval(tmp_path: Path) -> None:
+    with (
+        simulator(tmp_path) as bmc,
+        run_exporter(
+            ["--collector.disable-defaults", f"--config.file={probe_config(tmp_path, bmc.port)}"],
+            tmp_path,
+            env={**bmc.env(), "BMC_WRONG_PASSWORD": WRONG},
+        ) as exporter,
+    ):
+        path = f"/probe?module=bmc&target=127.0.0.1:{bmc.port}"
+        status, body = exporter.get(path)
+        assert status == 200, body
+        got = parsed(body)
+        assert got[("hw_ipmi_temperature_celsius", "CPU Temp")] == 45
+        assert got[("hw_ipmi_temperature_celsius", "Inlet Temp")] == 50
+        assert got[("hw_ipmi_fan_speed_rpm", "Fan 1")] == 4800
+        assert got[("hw_ipmi_voltage_volts", "Volt 12V")] == 12
+        assert got[("hw_ipmi_power_watts", "PSU1 Power")] == 200
+        assert got[("hw_ipmi_sensor_state", "CPU Temp")] == 0
+        assert got[("hw_ipmi_sensor_state", "Inlet Temp")] == 2  # past upper critical
+        assert got[("hw_ipmi_sensor_state", "PSU1 Status")] == 2  # failure detected
+        assert got[("hw_ipmi_sel_entries", "")] == 2
+        assert got[("hw_ipmi_sel_free_bytes", "")] == 16000 - 2 * 16
+        success = [
+            s
+            for f in text_string_to_metric_families(body.decode())
+            for s in f.samples
+            if s.name == "hwcache_collector_success"
+        ]
+        assert [(s.labels, s.value) for s in success] == [
+            ({"collector": "ipmi", "module": "bmc", "target": f"127.0.0.1:{bmc.port}"}, 1.0)
+        ]
+        runs = bmc.runs()
+        assert runs and all(f"-H 127.0.0.1 -p {bmc.port} -U {USER} -L USER" in r for r in runs)
+        assert any(r.endswith("sdr elist") for r in runs), runs
+        assert any(r.endswith("sel info") for r in runs), runs
+
+        # A second scrape within the interval is served from the cache: no ipmitool run.
+        status, again = exporter.get(path)
+        assert status == 200
+        assert parsed(again)[("hw_ipmi_fan_speed_rpm", "Fan 1")] == 4800
+        assert bmc.runs() == runs
+
+        status, stats = exporter.get("/cache/stats")
+        assert status == 200
+        for place in ("\n".join(runs), body.decode(), stats.decode(), exporter.logs()):
+            assert PASSWORD not in place
+
+
+def test_wrong_password_is_a_clear_failure_without_the_password(tmp_path: Path) -> None:
+    with (
+        simulator(tmp_path) as bmc,
+        run_exporter(
+            ["--collector.disable-defaults", f"--config.file={probe_config(tmp_path, bmc.port)}"],
+            tmp_path,
+            env={**bmc.env(), "BMC_WRONG_PASSWORD": WRONG},
+        ) as exporter,
+    ):
+        target = f"127.0.0.1:{bmc.port}"
+        status, body = exporter.get(f"/probe?module=wrong&target={target}")
+        assert status == 200, body
+        got = parsed(body)
+        assert got[("hwcache_collector_success", "")] == 0
+        assert not any(name.startswith("hw_ipmi_") for name, _ in got)
+        status, stats = exporter.get("/cache/stats")
+        error = json.loads(stats)["targets"]["items"][f"wrong/{target}"]["last_error"]
+        assert f"no RMCP+ session with {target}: wrong user name or password" in error
+        runs = bmc.runs()
+        assert len(runs) == 1 and runs[0].endswith("sdr elist")  # sensors failed: no DCMI, SEL
+        for place in (runs[0], body.decode(), stats.decode(), exporter.logs()):
+            assert WRONG not in place and PASSWORD not in place
+
+
+def collector(tmp_path: Path, port: int, timeout: float = 20, **settings: Any) -> IpmiLanCollector:
+    """The driver's collector for the simulator, credentials from a file and inline."""
+    (tmp_path / "p").write_text(PASSWORD)
+    ctx = CollectorContext(runner=CommandRunner(), timeout=timeout)
+    target = parse_target(f"127.0.0.1:{port}")
+    lan = replace(IpmiLan(cipher_suite=3), **settings)
+    password = Secret("file", str(tmp_path / "p"))
+    return IpmiLanCollector(ctx, target, Secret("literal", USER), password, lan)
+
+
+async def test_module_switches_leave_out_sel_and_dcmi(tmp_path: Path) -> None:
+    with simulator(tmp_path) as bmc:
+        every = await collector(tmp_path, bmc.port).collect()
+        assert "hw_ipmi_sel_entries" in {f.name for f in every}
+        runs = len(bmc.runs())  # not counted: this runs the real ipmitool directly
+        families = await collector(tmp_path, bmc.port, sel=False, dcmi=False).collect()
+        assert "hw_ipmi_sel_entries" not in {f.name for f in families}
+        temperatures = next(f for f in families if f.name == "hw_ipmi_temperature_celsius")
+        assert {s.labels["sensor"]: s.value for s in temperatures.samples} == {
+            "CPU Temp": 45,
+            "Inlet Temp": 50,
+        }
+        assert runs == 0
+
+
+async def test_no_bmc_answering_fails_within_the_timeout(tmp_path: Path) -> None:
+    lan = collector(tmp_path, free_udp_port(), timeout=3)
+    with pytest.raises(CollectorError, match=r"did not answer in time|no RMCP\+ session"):
+        await lan.collect()
+    assert not lan.ctx.runner.live_process_groups
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("privilege: root", "privilege must be one of user, operator, administrator"),
+        ("cipher_suite: 18", "cipher_suite must be an IPMI cipher suite id, 0-17"),
+        ("cipher_suite: yes", "cipher_suite must be an IPMI cipher suite id"),
+        ("sensor_source: ipmi", "sensor_source must be sdr or sensor"),
+        ("sel: maybe", "sel must be true or false"),
+        ("scheme: https", "key 'scheme' does not apply to driver ipmi"),
+        ("tls_verify: false", "key 'tls_verify' does not apply to driver ipmi"),
+    ],
+)
+def test_ipmi_config_errors(tmp_path: Path, extra: str, message: str) -> None:
+    (tmp_path / "pass").write_text("pw")
+    path = tmp_path / "probe.yml"
+    path.write_text(
+        f"modules:\n  bmc:\n    driver: ipmi\n    username: u\n"
+        f"    password_file: {tmp_path / 'pass'}\n    {extra}\n    targets: ['10.0.0.0/8']\n"
+    )
+    with pytest.raises(ProbeConfigError, match=message):
+        load_probe_config(path)
+
+
+def test_redfish_refuses_ipmi_keys(tmp_path: Path) -> None:
+    (tmp_path / "pass").write_text("pw")
+    path = tmp_path / "probe.yml"
+    path.write_text(
+        f"modules:\n  bmc:\n    driver: redfish\n    username: u\n"
+        f"    password_file: {tmp_path / 'pass'}\n    cipher_suite: 3\n    targets: ['10.0.0.1']\n"
+    )
+    with pytest.raises(ProbeConfigError, match="'cipher_suite' does not apply to driver redfish"):
+        load_probe_config(path)
+
+
+def test_an_ipmi_module_without_ipmitool_stops_the_start(tmp_path: Path) -> None:
+    path = probe_config(tmp_path, 623)
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            f"--web.listen-address=127.0.0.1:{free_port()}",
+            "--collector.disable-defaults",
+            f"--config.file={path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={"PATH": str(empty), "BMC_WRONG_PASSWORD": WRONG},
+    )
+    assert proc.returncode == 1
+    assert "module 'bmc' (driver ipmi) needs ipmitool, which is not installed" in proc.stderr
