@@ -10,6 +10,8 @@ from aiohttp import web
 from collectors.toolkit.durations import format_duration
 from exporter import __version__
 from exporter.cache import CacheEntry, State
+from exporter.handlers.probe import PROBES
+from exporter.handlers.targets import by_status, worst_first
 from exporter.keys import CACHE, CLOCK, READY, SETTINGS
 
 # Short cells never wrap; only the message column wraps, at any character if it must. When
@@ -18,7 +20,7 @@ from exporter.keys import CACHE, CLOCK, READY, SETTINGS
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222}
 @media (max-width:60em){body{margin:1em}}
-h1{font-size:1.6em;margin:.2em 0 .5em}
+h1{font-size:1.6em;margin:.2em 0 .5em}h2{font-size:1.25em;margin:1.2em 0 .4em}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:separate;border-spacing:0}
 th,td{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top;
@@ -51,6 +53,7 @@ _COLUMNS = (
 # duration, interval (the amounts line up on the right).
 _VALUE_CLASSES = ("t", "t num", "t", "t num", "t num")
 _INACTIVE = {"not_applicable", "skipped"}
+TARGETS_SHOWN = 50  # the rest is in /cache/stats, paged
 
 
 def _when(timestamp: float | None) -> str:
@@ -69,7 +72,9 @@ def _seconds(value: float | None) -> str:
     return f"{value / 60:.0f} min" if value < 7200 else f"{value / 3600:.1f} h"
 
 
-def _tr(name: str, status: str, values: tuple[str, ...], message: str, kind: str) -> str:
+def _tr(
+    name: str, status: str, values: tuple[str, ...], message: str, kind: str, row: str = "collector"
+) -> str:
     """One table row; ``kind`` is ``note`` (grey, informational) or ``err`` (red)."""
     label = status.replace("_", " ")
     cells = [
@@ -79,10 +84,10 @@ def _tr(name: str, status: str, values: tuple[str, ...], message: str, kind: str
         f'<td class="msg {kind}">{html.escape(message)}</td>',
     ]
     inactive = ' class="inactive"' if status in _INACTIVE else ""
-    return f'<tr id="collector-{html.escape(name)}"{inactive}>{"".join(cells)}</tr>'
+    return f'<tr id="{row}-{html.escape(name)}"{inactive}>{"".join(cells)}</tr>'
 
 
-def _row(entry: CacheEntry, now: float) -> str:
+def _row(entry: CacheEntry, now: float, row: str = "collector") -> str:
     age = None if entry.collected_at is None else now - entry.collected_at
     values = (
         _when(entry.collected_at),
@@ -93,7 +98,37 @@ def _row(entry: CacheEntry, now: float) -> str:
     )
     # "Not applicable here" (no such hardware) is a note, not a failure.
     kind = "note" if entry.state is State.NOT_APPLICABLE else "err"
-    return _tr(entry.name, entry.status(now), values, entry.last_error or "", kind)
+    return _tr(entry.name, entry.status(now), values, entry.last_error or "", kind, row)
+
+
+def _targets(app: web.Application, now: float) -> str:
+    """Remote targets: counts by status, then the first few (failing ones first)."""
+    if PROBES not in app:
+        return ""
+    probes = app[PROBES]
+    entries = probes.cache.entries
+    counts = " · ".join(
+        f"{status.replace('_', ' ')} {n}" for status, n in by_status(entries, now).items()
+    )
+    shown = worst_first(entries, now, TARGETS_SHOWN)
+    rows = "\n".join(_row(entry, now, "target") for entry in shown)
+    more = ""
+    if len(entries) > len(shown):
+        more = (
+            f"<p>{len(shown)} of {len(entries)} shown; all of them, paged: "
+            '<a href="/cache/stats?limit=100">/cache/stats</a>, failing ones: '
+            '<a href="/cache/stats?status=error">?status=error</a></p>'
+        )
+    head = "".join(f'<th scope="col">{title}</th>' for title in ("Module/target", *_COLUMNS[1:]))
+    return f"""<h2>Remote targets</h2>
+<p id="target-counts">{len(entries)} cached (at most {probes.config.max_targets}),
+{probes.evictions} evicted{": " + counts if counts else ""}</p>
+<div class="scroll" role="region" aria-label="Remote targets" tabindex="0">
+<table id="targets"><thead><tr>{head}</tr></thead>
+<tbody>
+{rows}
+</tbody></table></div>
+{more}"""
 
 
 async def landing(request: web.Request) -> web.Response:
@@ -117,6 +152,7 @@ async def landing(request: web.Request) -> web.Response:
 <tbody>
 {chr(10).join(rows)}
 </tbody></table></div>
+{_targets(app, now)}
 <p>Generation {cache.generation} · page rendered {_when(now)} UTC</p>
 </body></html>
 """
