@@ -46,8 +46,11 @@ def test_wheel_holds_every_module_of_the_tree(dist: Dist) -> None:
 def test_sdist_holds_what_the_systemd_install_needs(dist: Dist) -> None:
     with tarfile.open(dist.sdist) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    tracked = {p.relative_to(REPO).as_posix() for p in (REPO / "systemd").rglob("*") if p.is_file()}
-    assert tracked and tracked <= names
+    for folder in ("systemd", "alerts", "compat"):
+        tracked = {
+            p.relative_to(REPO).as_posix() for p in (REPO / folder).rglob("*") if p.is_file()
+        }
+        assert tracked and tracked <= names, folder
     assert {"README.md", "LICENSE", "pyproject.toml"} <= names
 
 
