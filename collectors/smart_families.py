@@ -11,6 +11,7 @@ from prometheus_client.metrics_core import Metric
 from collectors.base import SkipItem
 from collectors.smart_devices import wwn
 from collectors.smart_parse import DeviceResult, Unreadable, finite, number, section, text
+from collectors.smart_selftest import selftest_families
 
 DATA_UNIT = 1000 * 512  # NVMe data units
 
@@ -224,4 +225,5 @@ def build_families(
         *(family for _, family, _ in scalars),
         *(gauge for _, gauge in attributes),
         *(counter for _, counter in scsi),
+        *selftest_families(results, skip),
     ]
