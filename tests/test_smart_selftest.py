@@ -15,6 +15,7 @@ from tests.support import FIXTURES, SMARTCTL, fake_path
 
 RUNNING_ATA = "scrutiny-sat-WDC_WD140EDFZ-11A0VA0-sdb"  # smartctl -a, test 10% left
 EXTENDED_LOG_ATA = "scrutiny-sat-Samsung_SSD_860_EVO_500GB-sda"  # smartctl -x: extended log
+WRAPPED_ATA = "usbjmicron-Hitachi_HDS721050DLE630-sdc"  # failing, past 65,535 h
 NVME = "nvme-null-Micron_7450_MTFDKCC3T8TFR-nvme11"  # real capture without a self-test log
 NVME_LOGS = FIXTURES / "smartctl-selftest" / "nvme-self-test-log.handwritten.json"
 HOUR = 3600.0
@@ -61,11 +62,17 @@ def test_ata_extended_log_of_smartctl_x() -> None:
 
 
 def test_ata_log_hours_wrap_at_65536() -> None:
-    doc = load(RUNNING_ATA)
-    doc["power_on_time"]["hours"] += 65536  # the same drive 7.5 years later: the log wraps
-    fams = selftest_families([DeviceResult("sdb", True, doc=doc)], skip=_no_skip)
-    age = value(fams, "hw_smart_self_test_last_age_seconds", device="sdb", type="short")
-    assert age == (load(RUNNING_ATA)["power_on_time"]["hours"] - 1708) * HOUR
+    doc = load(WRAPPED_ATA)  # 65,592 power-on hours; the newest log entries say 42, 18, 4
+    table = doc["ata_smart_self_test_log"]["standard"]["table"]
+    poh = doc["power_on_time"]["hours"]
+    assert poh > 65536 and table[0]["lifetime_hours"] < poh - 65536
+    fams = selftest_families([DeviceResult("sdc", True, doc=doc)], skip=_no_skip)
+    short = {"device": "sdc", "type": "short"}
+    age = value(fams, "hw_smart_self_test_last_age_seconds", **short)
+    assert age == (poh - 65536 - table[0]["lifetime_hours"]) * HOUR
+    extended = {"device": "sdc", "type": "extended"}
+    assert value(fams, "hw_smart_self_test_last_passed", **extended) == 0  # read failure
+    assert value(fams, "hw_smart_self_test_last_passed", **short) == 1
 
 
 def test_nvme_running_test_failed_and_null_entries() -> None:
