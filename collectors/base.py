@@ -111,6 +111,9 @@ class Collector(ABC):
             skipped, self._skipped = self._skipped, Skipped()
         return skipped
 
+    async def close(self) -> None:  # noqa: B027 - optional hook, most collectors hold nothing
+        """Release what outlives a collection (a remote session); nothing by default."""
+
 
 class BlockingCollector(Collector):
     """A collector whose work is blocking I/O; it runs in a thread of its own.

@@ -88,6 +88,10 @@ class RedfishCollector(Collector):
             await self._chassis(out, item)
         return out.families()
 
+    async def close(self) -> None:
+        """Log out of the BMC (evicted target, shutdown)."""
+        await self.client.logout()
+
     async def _members(self, path: str) -> list[dict[str, Any]]:
         """Every member of a collection (its first MAX_MEMBERS)."""
         collection = await self.client.get(path)

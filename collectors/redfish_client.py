@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
@@ -16,6 +18,7 @@ from collectors.toolkit.remote import RemoteModule, RemoteTarget
 SESSIONS = "/redfish/v1/SessionService/Sessions"
 ROOT = "/redfish/v1/"
 PARALLEL = 4  # requests in flight per target
+log = logging.getLogger(__name__)
 
 
 class NotFound(CollectorError):
@@ -32,6 +35,7 @@ class RedfishClient:
         self.module = module
         self.base = f"{module.scheme}://{target.netloc()}"
         self.token: str | None = None
+        self.session: str | None = None  # the session's path, DELETEd to log out
         self.basic: str | None = None  # Authorization header for services without sessions
         self.logins = 0
         self._parallel = asyncio.Semaphore(PARALLEL)
@@ -71,14 +75,29 @@ class RedfishClient:
         payload = {"UserName": user, "Password": password}
         basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         # Basic auth too: services that guard every URL (sushy-emulator) then answer 404/405.
-        status, headers, _ = await self._request("POST", SESSIONS, payload, basic)
+        status, headers, body = await self._request("POST", SESSIONS, payload, basic)
         token = headers.get("X-Auth-Token")
         if status in (200, 201) and token:
             self.token, self.basic = token, None
+            self.session = _session_path(headers.get("Location"), body)
         elif status in (404, 405, 501) or (status < 300 and not token):
             self.token, self.basic = None, basic
         else:
             raise CollectorError(f"login: HTTP {status}{_hint(status)}")
+
+    async def logout(self) -> None:
+        """DELETE the session (best effort): BMCs have few session slots, and wait for expiry."""
+        token, path = self.token, self.session
+        self.token = self.session = None
+        if token is None or path is None:
+            return
+        try:
+            status, _, _ = await self._request("DELETE", path, token=token)
+        except CollectorError as exc:
+            log.debug("logout from %s failed: %s", self.base, exc)
+            return
+        if status >= 300 and status != 404:  # 404: the session had expired already
+            log.debug("logout from %s: HTTP %d", self.base, status)
 
     async def _request(
         self,
@@ -86,10 +105,12 @@ class RedfishClient:
         path: str,
         payload: dict[str, str] | None = None,
         auth: str | None = None,
+        token: str | None = None,
     ) -> tuple[int, CIMultiDict[str], bytes]:
         headers = {"Accept": "application/json", "OData-Version": "4.0"}
-        if self.token is not None and payload is None:
-            headers["X-Auth-Token"] = self.token
+        token = token or self.token
+        if token is not None and payload is None:
+            headers["X-Auth-Token"] = token
         basic = auth if payload is not None else self.basic
         if basic is not None:
             headers["Authorization"] = basic
@@ -119,6 +140,22 @@ class RedfishClient:
             ) from None
         except aiohttp.ClientError as exc:
             raise CollectorError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+
+
+def _session_path(location: str | None, body: bytes) -> str | None:
+    """The new session's path: the Location header, else the body's @odata.id."""
+    if location is None:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        odata_id = data.get("@odata.id") if isinstance(data, dict) else None
+        location = odata_id if isinstance(odata_id, str) else None
+    path = urlsplit(location).path if location else ""
+    # Only a member of the session collection: a logout deletes nothing else.
+    if path.startswith(SESSIONS + "/") and len(path) > len(SESSIONS) + 1:
+        return path
+    return None
 
 
 def _json_object(path: str, body: bytes) -> dict[str, Any]:

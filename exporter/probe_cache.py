@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import ssl
 from collections import OrderedDict
@@ -19,6 +20,9 @@ from exporter.cache import CacheEntry, MetricCache, Result
 from exporter.clock import Clock, system_clock
 from exporter.probe_config import ProbeConfig, ProbeModule
 from exporter.probe_target import Target
+
+log = logging.getLogger(__name__)
+LOGOUT_BUDGET = 5.0  # seconds at shutdown for logging out of the cached targets' sessions
 
 # Builds a target's collector: module, target, the module's HTTP client session.
 DriverFactory = Callable[[ProbeModule, Target, aiohttp.ClientSession], Collector]
@@ -62,6 +66,10 @@ class Gated(Collector):
         """The inner collector's skipped items."""
         return self.inner.take_skipped()
 
+    async def close(self) -> None:
+        """Release the inner collector's session."""
+        await self.inner.close()
+
 
 class ProbeCache:
     """Entries created on first probe, evicted least recently probed first."""
@@ -86,6 +94,7 @@ class ProbeCache:
             name: asyncio.Semaphore(m.max_concurrent_polls) for name, m in config.modules.items()
         }
         self._http: dict[str, aiohttp.ClientSession] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # logouts of evicted targets
 
     @staticmethod
     def key(module: ProbeModule, target: Target) -> str:
@@ -111,8 +120,11 @@ class ProbeCache:
         for key in self._order:
             if self.cache.entries[key].inflight is None:
                 del self._order[key]
-                del self.cache.entries[key]
+                evicted = self.cache.entries.pop(key)
                 self.evictions += 1
+                task = asyncio.create_task(_close_quietly(evicted.collector))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
                 return
         raise ProbeBusy(f"all {len(self._order)} cached targets are being polled")
 
@@ -125,10 +137,32 @@ class ProbeCache:
         return session
 
     async def close(self) -> None:
-        """Cancel polls in flight and close the HTTP client sessions."""
+        """Cancel polls in flight, log out of the targets (bounded), close the HTTP sessions."""
         await self.cache.close()
+        entries = self.cache.entries.values()
+        closing = [
+            *self._closing,
+            *(asyncio.create_task(_close_quietly(e.collector)) for e in entries),
+        ]
+        if closing:
+            _, late = await asyncio.wait(closing, timeout=LOGOUT_BUDGET)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            if late:
+                log.info(
+                    "%d of %d logouts unfinished after %gs", len(late), len(closing), LOGOUT_BUDGET
+                )
         for session in self._http.values():
             await session.close()
+
+
+async def _close_quietly(collector: Collector) -> None:
+    """Close a collector; a failure is only logged (the BMC expires the session anyway)."""
+    try:
+        await collector.close()
+    except Exception as exc:
+        log.debug("closing %s failed: %s", type(collector).__name__, exc)
 
 
 def driver_factory(runner: CommandRunner) -> DriverFactory:

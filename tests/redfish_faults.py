@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 USER, PASSWORD = "monitor", "s3cret-pw-42"
+SESSIONS = "/redfish/v1/SessionService/Sessions"
 SYSTEM = "/redfish/v1/Systems/1"
 CHASSIS = "/redfish/v1/Chassis/1"
 
@@ -82,6 +83,9 @@ class FaultyRedfish:
     def __init__(self) -> None:
         self.tree = resources()
         self.tokens: set[str] = set()
+        self.sessions: dict[str, str] = {}  # session id -> token
+        self.logouts = 0
+        self.logged_out = asyncio.Event()  # set by every logout
         self.password = PASSWORD  # change it to refuse the exporter's logins
         self.logins = 0
         self.requests: Counter[str] = Counter()
@@ -91,7 +95,8 @@ class FaultyRedfish:
     def app(self) -> web.Application:
         """The aiohttp application serving this state."""
         app = web.Application()
-        app.router.add_post("/redfish/v1/SessionService/Sessions", self.login)
+        app.router.add_post(SESSIONS, self.login)
+        app.router.add_delete(SESSIONS + "/{id}", self.logout)
         app.router.add_get("/{tail:.*}", self.get)
         return app
 
@@ -102,9 +107,24 @@ class FaultyRedfish:
         if body != {"UserName": USER, "Password": self.password}:
             return web.json_response({"error": "bad credentials"}, status=401)
         self.logins += 1
-        token = secrets.token_hex(8)
+        token, session = secrets.token_hex(8), secrets.token_hex(4)
         self.tokens.add(token)
-        return web.json_response({}, status=201, headers={"X-Auth-Token": token})
+        self.sessions[session] = token
+        path = f"{SESSIONS}/{session}"
+        location = str(request.url.with_path(path))  # absolute, as many BMCs send it
+        headers = {"X-Auth-Token": token, "Location": location}
+        return web.json_response({"@odata.id": path}, status=201, headers=headers)
+
+    async def logout(self, request: web.Request) -> web.Response:
+        """End a session (DELETE on it, with its token)."""
+        token = self.sessions.get(request.match_info["id"])
+        if token is None or request.headers.get("X-Auth-Token") != token:
+            return web.json_response({"error": "no such session"}, status=404)
+        del self.sessions[request.match_info["id"]]
+        self.tokens.discard(token)
+        self.logouts += 1
+        self.logged_out.set()
+        return web.Response(status=204)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         """Serve a resource to a valid session, unless a fault is set for it."""

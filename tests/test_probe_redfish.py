@@ -214,3 +214,27 @@ async def test_refused_requests_make_no_connection(
     assert message in await response.text()
     assert not setup.fake.requests
     assert not setup.probes.cache.entries
+
+
+async def test_an_evicted_target_is_logged_out(setup: Setup, aiohttp_server: ServerFactory) -> None:
+    others = [await aiohttp_server(setup.fake.app()) for _ in range(4)]  # max_targets is 4
+    assert (await setup.probe())[0] == 200
+    first = setup.fake.tokens.copy()
+    for server in others:
+        assert (await setup.probe(f"127.0.0.1:{server.port}"))[0] == 200
+    assert setup.probes.evictions == 1
+    await asyncio.wait_for(setup.fake.logged_out.wait(), 10)
+    assert setup.fake.logouts == 1
+    assert not first & setup.fake.tokens  # the evicted target's session ended
+    assert len(setup.fake.tokens) == 4
+
+
+async def test_shutdown_logs_out_of_every_cached_session(
+    setup: Setup, aiohttp_server: ServerFactory
+) -> None:
+    other = await aiohttp_server(setup.fake.app())
+    assert (await setup.probe())[0] == 200
+    assert (await setup.probe(f"127.0.0.1:{other.port}"))[0] == 200
+    assert len(setup.fake.tokens) == 2
+    await setup.probes.close()
+    assert setup.fake.logouts == 2 and not setup.fake.tokens
