@@ -17,16 +17,12 @@ import psutil
 from prometheus_client.metrics_core import Metric
 
 from collectors.toolkit.durations import parse_duration
+
+# The contract's two outcomes besides families (defined in the toolkit, which runs the tools).
+from collectors.toolkit.errors import CollectorError as CollectorError
+from collectors.toolkit.errors import NotApplicable as NotApplicable
 from collectors.toolkit.options import parse_bool, parse_regex
 from collectors.toolkit.runner import CommandRunner
-
-
-class NotApplicable(Exception):
-    """This collector has nothing to collect here: hardware or tool absent."""
-
-
-class CollectorError(Exception):
-    """A collection failed; the message is shown in /cache/stats and logs."""
 
 
 @dataclass(frozen=True)

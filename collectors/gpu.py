@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import logging
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -14,13 +13,8 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorContext, CollectorError, NotApplicable
 from collectors.registry import register
-from collectors.toolkit.runner import (
-    CommandError,
-    CommandNotFound,
-    CommandPermissionDenied,
-    CommandResult,
-    CommandTimeout,
-)
+from collectors.toolkit.fanout import Budget
+from collectors.toolkit.tools import Tool, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +24,12 @@ LABELS = ["gpu", "uuid"]
 # Identity fields, always queried; the info metric carries the inventory strings.
 INFO_FIELDS = ("index", "uuid", "name", "driver_version", "pci.bus_id")
 INVALID_FIELD = re.compile(r'Field "([^"]+)" is not a valid field to query')
-DENIED_HINT = (
-    "nvidia-smi: insufficient permissions: the exporter user needs read/write access to "
-    "the NVIDIA device files (/dev/nvidiactl, /dev/nvidia0, ...), e.g. through the group "
-    "the driver gives them (NVreg_DeviceFileGID)"
+NVIDIA_SMI = Tool(
+    "nvidia-smi",
+    privilege="the exporter user needs read/write access to the NVIDIA device files "
+    "(/dev/nvidiactl, /dev/nvidia0, ...), e.g. through the group the driver gives them "
+    "(NVreg_DeviceFileGID)",
+    answers="the GPU driver",
 )
 
 
@@ -181,10 +177,12 @@ class GpuCollector(Collector):
     async def collect(self) -> Sequence[Metric]:
         """Query every GPU; fields the driver does not know are dropped and retried."""
         unsupported = self.unsupported
-        deadline = time.monotonic() + self.ctx.timeout
+        budget = Budget.of(self.ctx.timeout)
         while True:
             fields = [*INFO_FIELDS, *(f.query for f in FIELDS if f.query not in unsupported)]
-            result = await self._run(fields, deadline)
+            args = [f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"]
+            what = "nvidia-smi --query-gpu"
+            result = await run_tool(self.ctx.runner, NVIDIA_SMI, args, budget.left(), what)
             output = (result.stdout + result.stderr).decode(errors="replace")
             invalid = INVALID_FIELD.search(output)
             if result.returncode == 0 or not invalid or invalid.group(1) not in fields:
@@ -200,28 +198,12 @@ class GpuCollector(Collector):
             raise NotApplicable("nvidia-smi lists no GPU")
         return self._families(rows)
 
-    async def _run(self, fields: list[str], deadline: float) -> CommandResult:
-        # Leave a margin so this timeout (with its clear message) fires before the
-        # framework's timeout around the whole collection.
-        budget = deadline - time.monotonic() - min(1.0, self.ctx.timeout * 0.1)
-        argv = ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"]
-        try:
-            return await self.ctx.runner.run(argv, timeout=max(round(budget, 2), 0.1))
-        except CommandNotFound as exc:
-            raise NotApplicable("nvidia-smi is not installed") from exc
-        except CommandPermissionDenied as exc:
-            raise CollectorError("the exporter user may not execute nvidia-smi") from exc
-        except CommandTimeout as exc:
-            raise CollectorError(f"{exc}; the GPU driver did not answer in time") from exc
-        except CommandError as exc:
-            raise CollectorError(str(exc)) from exc
-
     @staticmethod
     def _fail(returncode: int, output: str) -> None:
         if returncode == 6 or "No devices were found" in output:
             raise NotApplicable("nvidia-smi found no NVIDIA GPU")
         if returncode == 4 or "Insufficient Permissions" in output:
-            raise CollectorError(DENIED_HINT)
+            raise NVIDIA_SMI.denied("nvidia-smi reported insufficient permissions")
         if returncode == 9 or "couldn't communicate with the NVIDIA driver" in output:
             raise CollectorError(
                 "nvidia-smi cannot communicate with the NVIDIA driver (exit status 9): the "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -22,14 +21,10 @@ from collectors.ipmi_parse import (
     parse_sensor_list,
 )
 from collectors.registry import CollectorOption, register
+from collectors.toolkit.fanout import Budget
 from collectors.toolkit.options import Choice, Flag
-from collectors.toolkit.runner import (
-    CommandError,
-    CommandNotFound,
-    CommandPermissionDenied,
-    CommandResult,
-    CommandTimeout,
-)
+from collectors.toolkit.runner import CommandResult
+from collectors.toolkit.tools import Tool, run_tool, says_denied
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -46,9 +41,11 @@ VALUE_FAMILIES = {
     ),
 }
 SOURCES = {"sdr": ["sdr", "elist"], "sensor": ["sensor"]}
-DENIED_HINT = (
-    "permission denied opening the IPMI device: run the exporter as root or give its "
-    "user read/write access to /dev/ipmi0 (e.g. a udev rule setting its group)"
+IPMITOOL = Tool(
+    "ipmitool",
+    privilege="run the exporter as root or give its user read/write access to /dev/ipmi0 "
+    "(e.g. a udev rule setting its group)",
+    answers="the BMC",
 )
 DCMI_UNSUPPORTED = ("Invalid command", "not supported", "Invalid data field")
 
@@ -79,9 +76,9 @@ class IpmiCollector(Collector):
     async def collect(self) -> Sequence[Metric]:
         """Sensors are required; DCMI and SEL are best effort."""
         source = self.ctx.option("source") or "sdr"
-        deadline = time.monotonic() + self.ctx.timeout
+        budget = Budget.of(self.ctx.timeout)
         what = self._what(SOURCES[source])
-        result = await self._run(SOURCES[source], deadline)
+        result = await self._run(SOURCES[source], budget)
         text = result.stdout.decode(errors="replace")
         if result.returncode != 0:
             reason = self._failure(result)
@@ -93,56 +90,43 @@ class IpmiCollector(Collector):
         readings = await asyncio.to_thread(parse, text, self.skip)
         families = await asyncio.to_thread(self._sensor_families, readings)
         if self.ctx.flag("dcmi", default=True):
-            dcmi = await self._optional(["dcmi", "power", "reading"], deadline, parse_dcmi_power)
+            dcmi = await self._optional(["dcmi", "power", "reading"], budget, parse_dcmi_power)
             if dcmi is not None:
                 families.extend(_dcmi_families(dcmi))
         if self.ctx.flag("sel", default=True):
-            sel = await self._optional(["sel", "info"], deadline, parse_sel_info)
+            sel = await self._optional(["sel", "info"], budget, parse_sel_info)
             if sel is not None:
                 families.extend(_sel_families(sel))
         return families
-
-    def _budget(self, deadline: float) -> float:
-        # Leave a margin so our own timeout (and its clear message) fires before the
-        # framework's timeout around the whole collection.
-        margin = min(1.0, self.ctx.timeout * 0.1)
-        return deadline - time.monotonic() - margin
 
     def _what(self, args: list[str]) -> str:
         """A sub-command as messages name it."""
         return "ipmitool " + " ".join(args)
 
     def _argv(self, args: list[str]) -> list[str]:
-        """The command line of one ipmitool sub-command: the in-band device here."""
-        return ["ipmitool", *args]
+        """ipmitool's arguments for one sub-command: the in-band device here."""
+        return args
 
     def _env(self) -> dict[str, str] | None:
         """Variables added to ipmitool's environment: none in-band."""
         return None
 
-    async def _run(self, args: list[str], deadline: float) -> CommandResult:
-        what = self._what(args)
-        try:
-            return await self.ctx.runner.run(
-                self._argv(args),
-                timeout=max(round(self._budget(deadline), 2), 0.1),
-                env=self._env(),
-            )
-        except CommandNotFound as exc:
-            raise NotApplicable("ipmitool is not installed") from exc
-        except CommandPermissionDenied as exc:
-            raise CollectorError(f"{what}: the exporter user may not execute ipmitool") from exc
-        except CommandTimeout as exc:
-            raise CollectorError(f"{what}: {exc}; the BMC did not answer in time") from exc
-        except CommandError as exc:
-            raise CollectorError(f"{what}: {exc}") from exc
+    async def _run(self, args: list[str], budget: Budget) -> CommandResult:
+        return await run_tool(
+            self.ctx.runner,
+            IPMITOOL,
+            self._argv(args),
+            budget.left(),
+            self._what(args),
+            self._env(),
+        )
 
     def _failure(self, result: CommandResult) -> str:
         """Explain a failed run; raise NotApplicable when there is no IPMI device."""
         output = (result.stderr + result.stdout).decode(errors="replace").strip()
         if "Could not open device" in output:
-            if "Permission denied" in output:
-                raise CollectorError(DENIED_HINT)
+            if says_denied(output):
+                raise IPMITOOL.denied("ipmitool: opening the IPMI device")
             raise NotApplicable(
                 "no IPMI device (/dev/ipmi0): no BMC, or the ipmi_si and ipmi_devintf "
                 "kernel modules are not loaded"
@@ -151,15 +135,15 @@ class IpmiCollector(Collector):
         return f"exit status {result.returncode}: {first[:200]}"
 
     async def _optional(
-        self, args: list[str], deadline: float, parse: Callable[[str], T | None]
+        self, args: list[str], budget: Budget, parse: Callable[[str], T | None]
     ) -> T | None:
         """Run a best-effort sub-command; failures are logged, unreadable output skipped."""
         what = self._what(args)
-        if self._budget(deadline) < 0.5:
+        if budget.left() < 0.5:
             log.warning("%s skipped: collector timeout nearly used up", what)
             return None
         try:
-            result = await self._run(args, deadline)
+            result = await self._run(args, budget)
             text = result.stdout.decode(errors="replace")
             if result.returncode != 0:
                 reason = self._failure(result)

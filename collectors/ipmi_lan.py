@@ -10,6 +10,7 @@ from prometheus_client.metrics_core import Metric
 
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.ipmi import IpmiCollector
+from collectors.toolkit.fanout import Budget
 from collectors.toolkit.remote import Credential, RemoteTarget
 from collectors.toolkit.runner import CommandResult
 
@@ -99,7 +100,7 @@ class IpmiLanCollector(IpmiCollector):
             options += ["-C", str(self.settings.cipher_suite)]
         # -E: ipmitool reads IPMI_PASSWORD; argv is world-readable in /proc, the environment
         # is not. (-f would read the password file itself, but not a password_env value.)
-        self._session = (["ipmitool", *options, "-E"], {"IPMI_PASSWORD": password})
+        self._session = ([*options, "-E"], {"IPMI_PASSWORD": password})
         try:
             return await super().collect()
         finally:
@@ -116,9 +117,9 @@ class IpmiLanCollector(IpmiCollector):
     def _what(self, args: list[str]) -> str:
         return f"ipmitool {' '.join(args)} ({self.address})"
 
-    async def _run(self, args: list[str], deadline: float) -> CommandResult:
+    async def _run(self, args: list[str], budget: Budget) -> CommandResult:
         try:
-            return await super()._run(args, deadline)
+            return await super()._run(args, budget)
         except NotApplicable as exc:  # no ipmitool: a failure for a configured remote module
             raise CollectorError(f"{self._what(args)}: {exc}") from exc
 

@@ -17,18 +17,21 @@ from prometheus_client.metrics_core import Metric
 from collectors.base import Collector, CollectorError, NotApplicable, read_text
 from collectors.nvme_list import parse_list
 from collectors.registry import register
-from collectors.toolkit.runner import CommandError, CommandNotFound, CommandPermissionDenied
+from collectors.toolkit.errors import ToolError
+from collectors.toolkit.fanout import Budget, fan_out
+from collectors.toolkit.tools import Tool, run_tool, says_denied
 
 log = logging.getLogger(__name__)
 
 WORKERS = 4
-BUDGET_FRACTION = 0.9
 DATA_UNIT_BYTES = 1000 * 512
 # NVMe reports Kelvin; nvme-cli and smartctl both print K - 273, so hw_nvme_* matches them.
 KELVIN = 273
-PRIVILEGE_HINT = (
-    "nvme-cli needs root, or CAP_SYS_ADMIN (Get Log Page is an NVMe admin command) "
-    "plus read access to /dev/nvmeX"
+NVME = Tool(
+    "nvme",
+    privilege="nvme-cli needs root, or CAP_SYS_ADMIN (Get Log Page is an NVMe admin command) "
+    "plus read access to /dev/nvmeX",
+    answers="the controller",
 )
 STATES = ("live", "connecting", "resetting", "deleting", "deleting (no IO)", "dead", "new")
 
@@ -161,28 +164,17 @@ class NvmeCollector(Collector):
 
     async def collect(self) -> Sequence[Metric]:
         """Read every controller's SMART log; fail only when none could be read."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ctx.timeout * BUDGET_FRACTION
+        budget = Budget.of(self.ctx.timeout)
         controllers = await asyncio.to_thread(read_sysfs, self.ctx.sysfs)
-        for name, info in (await self._list(deadline - loop.time(), bool(controllers))).items():
+        for name, info in (await self._list(budget.left(), bool(controllers))).items():
             ctrl = controllers.setdefault(name, Controller(name))
             for key, value in info.items():
                 ctrl.info[key] = ctrl.info.get(key) or value
         if not controllers:
             raise NotApplicable("no NVMe controllers (sysfs class/nvme and nvme list are empty)")
-        limit = asyncio.Semaphore(WORKERS)
-
-        async def read(ctrl: Controller) -> None:
-            async with limit:
-                await self._smart_log(ctrl, deadline - loop.time())
-
         ordered = sorted(controllers.values(), key=lambda c: int(re.sub(r"\D", "", c.name) or 0))
-        try:
-            async with asyncio.TaskGroup() as group:
-                for ctrl in ordered:
-                    group.create_task(read(ctrl))
-        except ExceptionGroup as errors:
-            raise errors.exceptions[0] from None
+        for outcome in await fan_out(ordered, self._smart_log, budget, WORKERS):
+            outcome.item.log, outcome.item.error = outcome.value, outcome.error
         failed = [c for c in ordered if c.log is None]
         if len(failed) == len(ordered):
             reasons = sorted({c.error or "unknown error" for c in failed})
@@ -195,14 +187,7 @@ class NvmeCollector(Collector):
         return self._families(ordered)
 
     async def _list(self, timeout: float, have_sysfs: bool) -> dict[str, dict[str, str]]:
-        try:
-            result = await self.ctx.runner.run(["nvme", "list", "-o", "json"], max(timeout, 0.1))
-        except CommandNotFound as exc:
-            raise NotApplicable("nvme-cli is not installed (nvme not found on PATH)") from exc
-        except CommandPermissionDenied as exc:
-            raise CollectorError(f"{exc}: the exporter user may not execute nvme") from exc
-        except CommandError as exc:
-            raise CollectorError(f"nvme list failed: {exc}") from exc
+        result = await run_tool(self.ctx.runner, NVME, ["list", "-o", "json"], timeout)
         if result.returncode != 0:
             # nvme-cli exits non-zero when it finds no NVMe subsystem at all.
             message = result.stderr.decode(errors="replace").strip()
@@ -213,30 +198,21 @@ class NvmeCollector(Collector):
         try:
             return parse_list(result.stdout)
         except ValueError as exc:
-            raise CollectorError(f"nvme list -o json gave unusable output: {exc}") from exc
+            raise NVME.unusable("nvme list -o json", exc) from exc
 
-    async def _smart_log(self, ctrl: Controller, timeout: float) -> None:
-        if timeout <= 0:
-            ctrl.error = "collector time budget used up"
-            return
-        argv = ["nvme", "smart-log", f"/dev/{ctrl.name}", "-o", "json"]
-        try:
-            result = await self.ctx.runner.run(argv, timeout)
-        except CommandError as exc:  # timeout (group killed), output too large, tool gone
-            ctrl.error = str(exc)
-            return
+    async def _smart_log(self, ctrl: Controller, timeout: float) -> dict[str, Any]:
+        what = f"nvme smart-log /dev/{ctrl.name}"
+        args = ["smart-log", f"/dev/{ctrl.name}", "-o", "json"]
+        result = await run_tool(self.ctx.runner, NVME, args, timeout, what)
         if result.returncode != 0:
             message = (result.stderr or result.stdout).decode(errors="replace").strip()
-            lowered = message.lower()
-            if "permission denied" in lowered or "not permitted" in lowered:
-                ctrl.error = f"permission denied; {PRIVILEGE_HINT}"
-            else:
-                ctrl.error = f"exit {result.returncode}: {message[:200]}"
-            return
+            if says_denied(message):
+                raise NVME.denied(what)
+            raise ToolError(f"{what}: exit {result.returncode}: {message[:200]}")
         try:
-            ctrl.log = parse_smart_log(result.stdout)
+            return parse_smart_log(result.stdout)
         except ValueError as exc:
-            ctrl.error = f"nvme smart-log {exc}"
+            raise NVME.unusable(what, exc) from exc
 
     def _families(self, controllers: Sequence[Controller]) -> list[Metric]:
         dev = ["device"]

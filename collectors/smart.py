@@ -14,19 +14,13 @@ from collectors.base import Collector, CollectorContext, CollectorError, NotAppl
 from collectors.registry import CollectorOption, register
 from collectors.smart_devices import DeviceList, by_id_names, configured, one_per_disk, override
 from collectors.smart_families import build_families
-from collectors.smart_parse import PRIVILEGE_HINT, Device, DeviceResult, classify, parse_scan
+from collectors.smart_parse import SMARTCTL, Device, DeviceResult, classify, parse_scan
+from collectors.toolkit.fanout import Budget, fan_out
 from collectors.toolkit.options import Choice, Duration, Flag, Integer, Regex
-from collectors.toolkit.runner import (
-    CommandError,
-    CommandNotFound,
-    CommandPermissionDenied,
-)
+from collectors.toolkit.tools import run_tool
 
 log = logging.getLogger(__name__)
 
-# Leave part of the collector timeout for building families, so a hung disk is reported
-# as unreadable instead of the whole collection timing out.
-BUDGET_FRACTION = 0.9
 READ_ARGS = (
     "--json",
     "--info",
@@ -97,35 +91,22 @@ class SmartCollector(Collector):
 
     async def collect(self) -> Sequence[Metric]:
         """Read every selected device; fail only when none could be read."""
-        workers = self.ctx.integer("workers", 4)
+        budget = Budget.of(self.ctx.timeout)
         device_timeout = self.ctx.seconds("device-timeout", 30.0)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ctx.timeout * BUDGET_FRACTION
-        scan_timeout = min(device_timeout, deadline - loop.time())
-        devices = self._select(await self._devices(scan_timeout))
+        devices = self._select(await self._devices(budget.left(device_timeout)))
         if not devices:
             raise NotApplicable("no disks to read (smartctl found none, or all were filtered)")
-        limit = asyncio.Semaphore(workers)
-
-        async def read(device: Device) -> DeviceResult:
-            async with limit:
-                remaining = min(device_timeout, deadline - loop.time())
-                if remaining <= 0:
-                    return DeviceResult(device.label, False, error="collector time budget used up")
-                return await self._read(device, remaining)
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(read(device)) for device in devices]
-        except ExceptionGroup as errors:
-            raise errors.exceptions[0] from None
-        results = [self._remember(task.result()) for task in tasks]
+        outcomes = await fan_out(
+            devices, self._read, budget, self.ctx.integer("workers", 4), device_timeout
+        )
+        results = [
+            self._remember(o.value or DeviceResult(o.item.label, False, error=o.error))
+            for o in outcomes
+        ]
         paths = {r.device: 1 for r in results}
         if self.ctx.flag("dedupe", default=True):
             results, paths = one_per_disk(results)
         failed = [r for r in results if not r.readable]
-        if any(r.tool_missing for r in results):
-            raise NotApplicable("smartctl is not installed (not found on PATH)")
         if len(failed) == len(results):
             raise CollectorError(_summary(failed))
         for result in failed:
@@ -147,20 +128,13 @@ class SmartCollector(Collector):
         return override(found, self.ctx.option("device-type-override"))
 
     async def _scan(self, timeout: float) -> list[Device]:
-        try:
-            result = await self.ctx.runner.run(["smartctl", "--scan-open", "--json"], timeout)
-        except CommandNotFound as exc:
-            raise NotApplicable("smartctl is not installed (not found on PATH)") from exc
-        except CommandPermissionDenied as exc:
-            raise CollectorError(f"{exc}: the exporter user may not execute smartctl") from exc
-        except CommandError as exc:
-            raise CollectorError(f"smartctl --scan-open failed: {exc}") from exc
+        args = ["--scan-open", "--json"]
+        result = await run_tool(self.ctx.runner, SMARTCTL, args, timeout)
         try:
             return parse_scan(result.stdout)
         except ValueError as exc:
-            raise CollectorError(
-                f"smartctl --scan-open (exit {result.returncode}) gave unusable output: {exc}"
-            ) from exc
+            what = f"smartctl --scan-open (exit {result.returncode})"
+            raise SMARTCTL.unusable(what, exc) from exc
 
     def _select(self, devices: list[Device]) -> list[Device]:
         include = self.ctx.regex("device-include")
@@ -173,20 +147,13 @@ class SmartCollector(Collector):
         ]
 
     async def _read(self, device: Device, timeout: float) -> DeviceResult:
-        argv = ["smartctl", *READ_ARGS]
+        args = list(READ_ARGS)
         if self.ctx.flag("nocheck-standby", default=True):
-            argv.append("--nocheck=standby")
+            args.append("--nocheck=standby")
         if device.type:
-            argv.append(f"--device={device.type}")
-        argv.append(device.name)
-        try:
-            result = await self.ctx.runner.run(argv, timeout)
-        except CommandNotFound:
-            return DeviceResult(device.label, False, error="smartctl not found", tool_missing=True)
-        except CommandPermissionDenied as exc:
-            return DeviceResult(device.label, False, error=f"{exc}; {PRIVILEGE_HINT}")
-        except CommandError as exc:  # timeout (group killed), output too large
-            return DeviceResult(device.label, False, error=str(exc))
+            args.append(f"--device={device.type}")
+        args.append(device.name)
+        result = await run_tool(self.ctx.runner, SMARTCTL, args, timeout, f"smartctl {device.name}")
         return classify(device.label, result.returncode, result.stdout, result.stderr)
 
     def _nvme_health(self) -> bool:

@@ -8,17 +8,20 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from collectors.toolkit.tools import Tool, says_denied
+
 # smartctl(8) EXIT STATUS: bit 0 command line did not parse, bit 1 device open failed.
 UNREADABLE_BITS = 0x03
 OPEN_FAILED_BIT = 0x02
 
-PRIVILEGE_HINT = (
-    "smartctl needs root, or CAP_SYS_RAWIO (ATA/SCSI) and CAP_SYS_ADMIN (NVMe) "
-    "plus read access to the device node (usually the disk group)"
+SMARTCTL = Tool(
+    "smartctl",
+    privilege="smartctl needs root, or CAP_SYS_RAWIO (ATA/SCSI) and CAP_SYS_ADMIN (NVMe) "
+    "plus read access to the device node (usually the disk group)",
+    answers="the disk",
 )
 _STANDBY = re.compile(r"device is in (.+?) mode", re.IGNORECASE)
 _DEV_PREFIX = re.compile(r"^/dev/(?:disk/by-id/|disk/by-path/|)")
-_DENIED = ("permission denied", "operation not permitted")
 # Any of these means smartctl actually got data from the device.
 _DATA_KEYS = (
     "smart_status",
@@ -51,7 +54,6 @@ class DeviceResult:
     exit_status: int | None = None
     doc: dict[str, Any] | None = None
     error: str | None = None
-    tool_missing: bool = False
 
 
 def device_label(name: str, dev_type: str = "") -> str:
@@ -104,8 +106,8 @@ def classify(label: str, returncode: int, stdout: bytes, stderr: bytes) -> Devic
 def _reason(doc: dict[str, Any] | None, stderr: bytes, status: int) -> str:
     text = "; ".join(_messages(doc)) if doc else ""
     text = text or stderr.decode(errors="replace").strip() or f"smartctl exited {status}"
-    if any(word in text.lower() for word in _DENIED):
-        return f"permission denied; {PRIVILEGE_HINT}"
+    if says_denied(text):
+        return f"permission denied; {SMARTCTL.privilege}"
     return text
 
 

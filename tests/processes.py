@@ -1,15 +1,25 @@
-"""Shared process helpers: find the fakes' hung children and assert none outlive a test."""
+"""Shared process helpers: write tool scripts, find hung children, assert none outlive a test."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import stat
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
+
+
+def script(tmp_path: Path, name: str, body: str) -> str:
+    """Write an executable Python script and return its path."""
+    path = tmp_path / name
+    path.write_text(f"#!{sys.executable}\nimport os, sys, time, subprocess\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
 
 
 def marker_processes(marker: str) -> list[psutil.Process]:

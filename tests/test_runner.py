@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import stat
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,15 +19,14 @@ from collectors.toolkit.runner import (
     CommandRunner,
     CommandTimeout,
 )
-from tests.processes import kill_markers, marker_processes, open_fds, wait_gone, zombie_children
-
-
-def script(tmp_path: Path, name: str, body: str) -> str:
-    """Write an executable Python script and return its path."""
-    path = tmp_path / name
-    path.write_text(f"#!{sys.executable}\nimport os, sys, time, subprocess\n{body}\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return str(path)
+from tests.processes import (
+    kill_markers,
+    marker_processes,
+    open_fds,
+    script,
+    wait_gone,
+    zombie_children,
+)
 
 
 def hang_script(tmp_path: Path, marker: str) -> str:
