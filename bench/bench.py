@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))
 
 from collectors.base import CollectorContext  # noqa: E402
 from collectors.synthetic import SyntheticCollector  # noqa: E402
-from exporter.render import encode, negotiate  # noqa: E402
+from exporter.formats import negotiate  # noqa: E402
+from exporter.render import encode  # noqa: E402
 from tests.support import answers, free_port, running  # noqa: E402
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}

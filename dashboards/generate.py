@@ -17,8 +17,8 @@ AMBER_RED: list[Json] = [
     {"color": "orange", "value": 0.8},
     {"color": "red", "value": 1},
 ]
-# time() - last success: the exact cache age (hwcache_collector_cache_age_seconds is from
-# the scrape's response, which the response cache may have built a few seconds earlier).
+# The data age (the exporter exports timestamps, not ages); written out rather than using the
+# recording rule hwcache_collector:data_age_seconds, so the dashboard works without the rules.
 AGE = f"time() - hwcache_collector_last_success_timestamp_seconds{{{SEL}}}"
 HDD_SECTORS = (
     "Reallocated_Sector_Ct|Current_Pending_Sector|Offline_Uncorrectable|Reported_Uncorrect"

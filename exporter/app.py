@@ -9,7 +9,6 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
-from cachetools import LRUCache
 
 from collectors.base import CollectorContext
 from collectors.registry import CollectorSpec, load_all
@@ -22,18 +21,9 @@ from exporter.clock import Clock, system_clock
 from exporter.families import SCRIPT
 from exporter.handlers import routes
 from exporter.handlers.probe import PROBES, probe
-from exporter.keys import (
-    BODY_CRCS,
-    CACHE,
-    CLOCK,
-    FRAMEWORK_RENDERS,
-    READY,
-    RESPONSE_CACHE,
-    RUNNER,
-    SETTINGS,
-)
+from exporter.keys import CACHE, CLOCK, READY, RENDERER, RESPONSE_CACHE, RUNNER, SETTINGS
 from exporter.probe_cache import ProbeCache, driver_factory
-from exporter.render import prerender
+from exporter.render import Renderer
 from exporter.response_cache import ResponseCache
 from exporter.settings import Settings
 
@@ -83,15 +73,10 @@ def create_app(
         settings.response_cache_max_bytes,
         settings.response_cache_ttl,
         clock,
-        lambda: cache.generation,
     )
     # Without ``security`` the web config file is loaded here (raises WebConfigError).
     security = security or WebSecurity.from_file(settings.web_config_file)
-    middlewares = security.middlewares(
-        settings.max_requests,
-        frozenset({settings.telemetry_path}),
-        response_cache if settings.response_cache else None,
-    )
+    middlewares = security.middlewares(settings.max_requests)
     app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[CACHE] = cache
@@ -99,17 +84,16 @@ def create_app(
     app[RUNNER] = runner
     app[READY] = asyncio.Event()
     app[CLOCK] = clock
-    app[FRAMEWORK_RENDERS] = LRUCache(maxsize=64)
-    app[BODY_CRCS] = LRUCache(maxsize=64)
+    app[RENDERER] = renderer = Renderer()
     app[WEB_SECURITY] = security
     app.add_routes(routes(settings.telemetry_path))
     app.router.add_get("/probe", probe)
     if settings.probe is not None:
         drivers = driver_factory(runner)
         probes = ProbeCache(settings.probe, drivers, clock, settings.error_retry_interval)
-        probes.cache.prerender = prerender
+        probes.cache.prerender = Renderer().prerender  # checks only: /probe encodes itself
         app[PROBES] = probes
-    cache.prerender = prerender
+    cache.prerender = renderer.prerender
     if settings.cache_dir is not None:
         # Registered first: restores before the warm-up, flushes after cache.close().
         app.cleanup_ctx.append(snapshot.persistence(cache, settings))

@@ -13,7 +13,6 @@ from aiohttp.typedefs import Middleware
 
 from exporter.credentials import AuthBusy, BasicAuthenticator, BcryptPool
 from exporter.limits import RequestLimiter, check_query_size, send_body
-from exporter.response_cache import ResponseCache
 from exporter.webconfig import (
     WebConfig,
     WebConfigError,
@@ -141,12 +140,7 @@ class WebSecurity:
             log.info("TLS certificate reloaded")
         self._serving_tls = new
 
-    def middleware(
-        self,
-        limiter: RequestLimiter,
-        cached_paths: frozenset[str] = frozenset(),
-        cache: ResponseCache | None = None,
-    ) -> Middleware:
+    def middleware(self, limiter: RequestLimiter) -> Middleware:
         """One middleware (one layer per request): headers, auth, max-requests, query size.
 
         The configured headers go on every response, errors too. Authentication comes before
@@ -170,21 +164,7 @@ class WebSecurity:
                 try:
                     if request.query_string:
                         check_query_size(request)
-                    if (
-                        cache is not None
-                        and request.method == "GET"
-                        and request.path in cached_paths
-                    ):
-                        # The response cache sits here, inside the checks: one layer, not two,
-                        # and a hit is answered without another coroutine.
-                        key = cache.key(request, cache.current_generation())
-                        cached = cache.get(key)
-                        if cached is not None:
-                            response = web.Response(body=cached.body, headers=cached.headers)
-                        else:
-                            response = await cache.fill(request, handler, key)
-                    else:
-                        response = await handler(request)
+                    response = await handler(request)
                     if headers and not response.prepared:
                         response.headers.update(headers)
                     # Inside the slot: a client that does not read its body keeps the slot.
@@ -200,14 +180,9 @@ class WebSecurity:
 
         return front_door
 
-    def middlewares(
-        self,
-        max_requests: int,
-        cached_paths: frozenset[str] = frozenset(),
-        cache: ResponseCache | None = None,
-    ) -> list[Middleware]:
-        """The security middlewares, outermost first (one combined layer, response cache inside)."""
-        return [self.middleware(RequestLimiter(max_requests), cached_paths, cache)]
+    def middlewares(self, max_requests: int) -> list[Middleware]:
+        """The security middlewares, outermost first (one combined layer)."""
+        return [self.middleware(RequestLimiter(max_requests))]
 
 
 WEB_SECURITY = web.AppKey("web_security", WebSecurity)

@@ -110,9 +110,9 @@ class MetricCache:
         self.generation = 0
         self.collections_started = 0
         self._listeners: list[Callable[[CacheEntry], None]] = []
-        # Encodes new families off the event loop; raises if they cannot be exposed (set by
-        # the app). Returns pre-rendered bodies by content type to seed the entry's renders.
-        self.prerender: Callable[[Sequence[Metric]], dict[str, bytes]] | None = None
+        # Encodes an entry's new families off the event loop; raises if they cannot be exposed
+        # (set by the app: exporter/render.py). Its bodies by format seed the entry's renders.
+        self.prerender: Callable[[str, Sequence[Metric]], dict[str, bytes]] | None = None
         self._closed = False
 
     def on_change(self, listener: Callable[[CacheEntry], None]) -> None:
@@ -197,11 +197,12 @@ class MetricCache:
         # Restored families did not come from the collector's code: they must be ones it owns.
         prefixes = entry.namespace.owned(entry.name) if restored else None
         return await asyncio.to_thread(
-            self._check_blocking, tuple(families), prefixes, entry.namespace
+            self._check_blocking, entry.name, tuple(families), prefixes, entry.namespace
         )
 
     def _check_blocking(
         self,
+        name: str,
         families: tuple[object, ...],
         prefixes: tuple[str, ...] | None,
         namespace: Namespace = BUILTIN,
@@ -209,7 +210,7 @@ class MetricCache:
         check_families(families, prefixes, namespace)
         valid = tuple(f for f in families if isinstance(f, Metric))
         try:
-            renders = self.prerender(valid) if self.prerender is not None else {}
+            renders = self.prerender(name, valid) if self.prerender is not None else {}
         except Exception as exc:
             raise FamilyError(f"cannot be exposed: {type(exc).__name__}: {exc}") from exc
         return Checked(valid, renders, sum(len(f.samples) for f in valid))

@@ -176,9 +176,10 @@ def _web_flags(group: argparse._ArgumentGroup) -> None:
         "--web.response-cache.ttl",
         dest="rc_ttl",
         type=duration,
-        default="5s",
+        default="0s",
         metavar="DURATION",
-        help="longest life of a cached response (0 = until the data changes or expires)",
+        help="optional cap on the life of a cached response (0 = none: it is replayed until "
+        "the data changes or expires)",
     )
     add(
         "--web.enable-invalidate",

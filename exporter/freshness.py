@@ -1,14 +1,20 @@
-"""Freshness metrics: how old each collector's cached data is, and how its refreshes went."""
+"""Freshness metrics: when each collector's data was collected, and how its refreshes went.
+
+Timestamps rather than ages, so a body stays the same between data changes (the age is the
+PromQL ``time() - hwcache_collector_last_success_timestamp_seconds``).
+"""
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter import __version__
 from exporter.cache import CacheEntry, Result, State
+from exporter.clock import Clock
 
 CACHE_NOTE = "Hardware metrics are served from a per-collector cache refreshed once per interval."
 
@@ -18,8 +24,9 @@ _GAUGES = {
     "stale": "1 if the served data is older than the collector's interval or its last refresh "
     "failed.",
     "duration_seconds": "Duration of the collector's last refresh.",
-    "last_success_timestamp_seconds": "Unix time of the collector's last successful refresh.",
-    "cache_age_seconds": f"Age of the collector's cached data at render time. {CACHE_NOTE}",
+    "last_success_timestamp_seconds": "Unix time of the collector's last successful refresh. "
+    f"{CACHE_NOTE} Data age: time() - this.",
+    "last_attempt_timestamp_seconds": "Unix time the collector's last refresh attempt started.",
     "next_refresh_timestamp_seconds": "Unix time after which the next scrape refreshes the "
     "collector.",
     "interval_seconds": "Configured refresh interval of the collector.",
@@ -40,7 +47,7 @@ def _gauge_values(entry: CacheEntry, now: float) -> dict[str, float | None]:
         else float(entry.expired(now) or entry.state is State.ERROR),
         "duration_seconds": entry.duration,
         "last_success_timestamp_seconds": collected,
-        "cache_age_seconds": None if collected is None else max(0.0, now - collected),
+        "last_attempt_timestamp_seconds": entry.last_attempt_at,
         "next_refresh_timestamp_seconds": entry.expires_at,
         "interval_seconds": entry.interval,
         "cached_samples": float(entry.series),
@@ -48,7 +55,7 @@ def _gauge_values(entry: CacheEntry, now: float) -> dict[str, float | None]:
     }
 
 
-def freshness_families(entries: list[CacheEntry], now: float) -> list[Metric]:
+def freshness_families(entries: Sequence[CacheEntry], now: float) -> list[Metric]:
     """Build the ``hwcache_collector_*`` families for ``entries`` at time ``now``."""
     gauges = {
         suffix: GaugeMetricFamily(f"hwcache_collector_{suffix}", doc, labels=["collector"])
@@ -68,12 +75,29 @@ def freshness_families(entries: list[CacheEntry], now: float) -> list[Metric]:
     return [*gauges.values(), refreshes]
 
 
-def build_info_family() -> Metric:
-    """``hwcache_build_info`` with the version and Python version."""
-    info = GaugeMetricFamily(
-        "hwcache_build_info",
-        "Build information of hwcache-exporter; always 1.",
-        labels=["version", "python_version"],
-    )
-    info.add_metric([__version__, platform.python_version()], 1.0)
-    return info
+class Freshness:
+    """``hwcache_collector_*`` of some cache entries (prometheus_client's collector protocol).
+
+    Their values change only with the data, except ``stale``, which turns 1 when an entry
+    expires: a response holding it is valid until the earliest expiry, no longer.
+    """
+
+    def __init__(self, entries: Sequence[CacheEntry], clock: Clock) -> None:
+        self.entries = entries
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        yield from freshness_families(self.entries, self.clock())
+
+
+class BuildInfo:
+    """``hwcache_build_info`` with the version and Python version (collector protocol)."""
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "hwcache_build_info",
+            "Build information of hwcache-exporter; always 1.",
+            labels=["version", "python_version"],
+        )
+        info.add_metric([__version__, platform.python_version()], 1.0)
+        yield info

@@ -33,7 +33,7 @@ class Settings:
     response_cache: bool = True
     response_cache_max_entries: int = 1000
     response_cache_max_bytes: int = 64 * 1024 * 1024
-    response_cache_ttl: float = 5.0
+    response_cache_ttl: float = 0.0  # 0: until the data changes or expires
     scrape_timeout_offset: float = 0.5
     max_scrape_wait: float = 10.0
     error_retry_interval: float = 60.0

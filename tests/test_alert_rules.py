@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,13 +46,28 @@ def load_rules(path: Path = RULES) -> dict[str, dict[str, Any]]:
 
 
 ALERTS = load_rules()
+RECORDS = {
+    rule["record"]: rule
+    for group in yaml.safe_load(RULES.read_text())["groups"]
+    for rule in group["rules"]
+    if "record" in rule
+}
 
 
 def test_promtool_check_rules() -> None:
     """The rules file is valid for Prometheus (syntax, PromQL, templates)."""
     result = promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
+    assert f"SUCCESS: {len(ALERTS) + len(RECORDS)} rules found" in result.stdout
+
+
+def test_data_age_is_recorded_and_unit_tested() -> None:
+    """The age the exporter no longer exports is a recording rule, checked by promtool tests."""
+    assert RECORDS["hwcache_collector:data_age_seconds"]["expr"] == (
+        "time() - hwcache_collector_last_success_timestamp_seconds"
+    )
+    tested = "\n".join(path.read_text() for path in UNIT_TESTS)
+    assert "expr: hwcache_collector:data_age_seconds" in tested
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -214,8 +230,8 @@ def expected_alerts(samples: Samples) -> set[AlertKey]:
     interval = "hwcache_collector_interval_seconds"
     where(
         "HwcacheCacheTooOld",
-        "hwcache_collector_cache_age_seconds",
-        lambda v, labels: v > 3 * value_of(interval, labels),
+        "hwcache_collector_last_success_timestamp_seconds",
+        lambda v, labels: time.time() - v > 3 * value_of(interval, labels),
     )
     where("HwSmartDiskFailing", "hw_smart_status_passed", lambda v, _: v == 0)
     # Either source flagging a controller raises one alert (the set merges equal keys).

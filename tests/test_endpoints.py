@@ -14,11 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.base import CollectorContext
 from collectors.synthetic import SyntheticCollector
-from exporter import render, response_cache
+from exporter import render
 from exporter.app import create_app
 from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import FakeClock
-from exporter.render import encode, negotiate
+from exporter.render import encode
 from exporter.settings import Settings
 from tests.doubles import ClientFactory, make_cache, start
 from tests.exposition import value
@@ -37,7 +37,10 @@ async def test_metrics_serves_cached_families_and_freshness(aiohttp_client: Clie
     assert collectors["a"].calls == 1 and collectors["b"].calls == 1
     clock.advance(5)
     body = await (await client.get("/metrics?collect[]=a&x=1")).text()
-    assert value(body, "hwcache_collector_cache_age_seconds", collector="a") == 5.0
+    collected = value(body, "hwcache_collector_last_success_timestamp_seconds", collector="a")
+    assert collected == clock.now - 5
+    attempted = value(body, "hwcache_collector_last_attempt_timestamp_seconds", collector="a")
+    assert attempted == clock.now - 5
 
 
 async def test_collect_and_exclude_filters(aiohttp_client: ClientFactory) -> None:
@@ -87,7 +90,10 @@ async def test_hanging_refresh_serves_stale_within_scrape_deadline(
     body = await resp.text()
     assert resp.status == 200 and elapsed < 1.0
     assert value(body, "hw_test_a_value", device="dev0") == 1.0  # stale data
-    assert value(body, "hwcache_collector_cache_age_seconds", collector="a") == 100.0
+    collected = value(body, "hwcache_collector_last_success_timestamp_seconds", collector="a")
+    assert collected == clock.now - 100  # unchanged: still the first collection
+    attempted = value(body, "hwcache_collector_last_attempt_timestamp_seconds", collector="a")
+    assert attempted == clock.now  # the hanging refresh
     assert value(body, "hwcache_collector_stale", collector="a") == 1.0
     assert value(body, "hw_test_b_value", device="dev0") == 2.0  # b refreshed meanwhile
     collectors["a"].gate.set()
@@ -192,7 +198,7 @@ async def test_ready_waits_for_initial_collection(aiohttp_client: ClientFactory)
     assert (await client.get("/-/ready")).status == 200
 
 
-async def test_renders_and_parses_run_off_the_loop_while_healthy_answers(
+async def test_renders_run_off_the_loop_while_healthy_answers(
     aiohttp_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = FakeClock()
@@ -213,12 +219,7 @@ async def test_renders_and_parses_run_off_the_loop_while_healthy_answers(
             release.wait(timeout=5)  # on the loop thread this would stall every request
         return encode(families, fmt)
 
-    def hooked_negotiate(accept: str) -> Any:
-        threads.append(threading.get_ident())
-        return negotiate(accept)
-
     monkeypatch.setattr(render, "encode", hooked_encode)
-    monkeypatch.setattr(response_cache, "negotiate", hooked_negotiate)
     accept = "application/openmetrics-text;version=1.0.7;escaping=allow-utf-8"
     for path, headers in (
         ("/metrics", {"Accept": accept}),  # a format not rendered yet

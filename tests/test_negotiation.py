@@ -8,7 +8,8 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from exporter.render import FORMATS, PLAIN, Families, negotiate
+from exporter.formats import FORMATS, PLAIN, gzip_accepted, negotiate
+from exporter.render import Families
 
 OM = "application/openmetrics-text; version={}; charset=utf-8; escaping={}"
 TEXT_1 = "text/plain; version=1.0.0; charset=utf-8; escaping={}"
@@ -50,6 +51,23 @@ TEXT_1 = "text/plain; version=1.0.0; charset=utf-8; escaping={}"
         ("application/openmetrics-text;version=1.0.0abc", PLAIN.content_type),
         # A version prometheus_client would echo is answered with the nearest one served.
         ("application/openmetrics-text;version=2.x", OM.format("2.0.0", "underscores")),
+        # q-values: the best acceptable item wins, whatever its place; q=0 is "not acceptable".
+        (
+            "application/openmetrics-text;version=1.0.0;q=0.2,text/plain;version=0.0.4;q=0.9",
+            PLAIN.content_type,
+        ),
+        ("application/openmetrics-text;version=1.0.0;q=0", PLAIN.content_type),
+        ("application/openmetrics-text;q=0,text/plain;version=1.0.0", TEXT_1.format("underscores")),
+        (
+            "text/plain;version=0.0.4;q=0.5,application/openmetrics-text;version=1.0.0",
+            OM.format("1.0.0", "underscores"),
+        ),
+        (
+            # Prometheus 2.x's default Accept header.
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+            "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            OM.format("1.0.0", "underscores"),
+        ),
     ],
 )
 def test_accept_maps_to_a_served_format(accept: str, content_type: str) -> None:
@@ -106,3 +124,25 @@ def test_no_accept_header_makes_a_new_format() -> None:
         assert fmt in FORMATS
         seen.add(fmt.content_type)
     assert 1 < len(seen) <= len(FORMATS)
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzip"),
+    [
+        ("gzip", True),
+        ("GZIP", True),
+        ("deflate, gzip;q=0.5", True),
+        ("gzip;q=1.0, identity; q=0.5, *;q=0", True),
+        ("*", True),
+        ("", False),
+        ("identity", False),
+        ("deflate, br", False),
+        ("gzip;q=0", False),
+        ("gzip; q=0.000", False),
+        ("*;q=1, gzip;q=0", False),
+        ("gzip;q=abc", False),
+        ("x-gzip", False),
+    ],
+)
+def test_gzip_only_when_its_q_value_allows_it(accept_encoding: str, gzip: bool) -> None:
+    assert gzip_accepted(accept_encoding) is gzip

@@ -12,15 +12,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client.metrics_core import Metric
 
 from exporter import render
 from exporter.app import create_app
 from exporter.clock import FakeClock
-from exporter.keys import RESPONSE_CACHE
+from exporter.formats import PLAIN, PROMETHEUS
+from exporter.keys import RENDERER, RESPONSE_CACHE
 from exporter.render import encode
-from exporter.response_cache import CacheKey, ResponseCache
+from exporter.response_cache import CacheKey, Rendered, ResponseCache
 from exporter.settings import Settings
 from tests.doubles import ClientFactory, make_cache
 
@@ -77,7 +77,7 @@ async def test_gzip_only_for_clients_that_accept_it(aiohttp_client: ClientFactor
                 assert "Content-Encoding" not in resp.headers
                 assert b"hw_test_a_value" in raw
     # gzip bodies are stored compressed, once per entry
-    stored = [v for k, v in rc.store.items() if k[3] == "gzip"]
+    stored = [v for k, v in rc.store.items() if k[2] == "gzip"]
     assert stored and all(v.body[:2] == b"\x1f\x8b" for v in stored)
 
 
@@ -147,22 +147,26 @@ def test_byte_bound_evicts_least_recently_used() -> None:
     clock = FakeClock()
 
     def key(i: int) -> CacheKey:
-        return ("/metrics", (("i", str(i)),), "text/plain", "", 0)
+        return (("i", str(i)),), "text/plain", ""
+
+    def rendered(size: int) -> Rendered:
+        return Rendered(b"x" * size, {"Content-Type": "text/plain"}, 0, clock.now + 100)
 
     probe = ResponseCache(ttl=0, clock=clock)
-    probe.put(key(0), web.Response(body=b"x" * 800), clock.now + 100)
+    assert probe.put(key(0), rendered(800), 0)
     size = probe.store[key(0)].size
     assert size > 800 + len(repr(key(0)))  # body, key, headers and bookkeeping
-    # Room for two and a half entries once the canonical-key memory has its share.
-    cache = ResponseCache(max_entries=1000, max_bytes=size * 5 // 2 * 16 // 15, ttl=0, clock=clock)
+    cache = ResponseCache(max_entries=1000, max_bytes=size * 5 // 2, ttl=0, clock=clock)
     for i in range(5):
-        cache.put(key(i), web.Response(body=b"x" * 800), clock.now + 100)
+        cache.put(key(i), rendered(800), 0)
         assert cache.bytes <= cache.max_bytes
-    assert [k[1][0][1] for k in cache.store] == ["3", "4"]
+    assert [k[0][0][1] for k in cache.store] == ["3", "4"]
     assert cache.store.evictions == 3
-    too_big = ("/metrics", (), "text/plain", "", 0)
-    cache.put(too_big, web.Response(body=b"x" * cache.max_bytes), clock.now + 100)
+    too_big: CacheKey = ((), "text/plain", "")
+    assert not cache.put(too_big, rendered(cache.max_bytes), 0)
     assert too_big not in cache.store
+    # A body of data that changed while it was rendered is not stored.
+    assert not cache.put(key(9), rendered(10), 1) and key(9) not in cache.store
 
 
 async def test_disabled_response_cache_still_serves(aiohttp_client: ClientFactory) -> None:
@@ -258,10 +262,8 @@ async def test_memory_of_the_response_path_stays_within_its_bound(
     assert retained <= max_bytes + 200_000, retained
     stats = await (await client.get("/cache/stats")).json()
     held = sum(len(v.body) + len(repr(k)) for k, v in rc.store.items())
-    held += sum(len(repr(raw)) + len(repr(m.canonical.query)) for raw, m in rc.memo.items())
     assert stats["response_cache"]["bytes"] >= held > 0
     assert stats["response_cache"]["bytes"] <= max_bytes
-    assert stats["response_cache"]["key_memo_bytes"] > 0
 
 
 async def test_data_changed_during_a_render_is_not_served_from_cache(
@@ -272,7 +274,8 @@ async def test_data_changed_during_a_render_is_not_served_from_cache(
 
     def blocking(families: Iterable[Metric], fmt: Any) -> bytes:
         families = list(families)
-        if fmt.content_type.endswith("dots") and any(f.name == "hw_test_a_value" for f in families):
+        dots = fmt.content_type.endswith("dots") and not started.is_set()
+        if dots and any(f.name == "hw_test_a_value" for f in families):
             started.set()
             release.wait(timeout=5)
         return encode(families, fmt)
@@ -290,3 +293,55 @@ async def test_data_changed_during_a_render_is_not_served_from_cache(
     again = await client.get("/metrics", headers=dots)
     assert again.headers["X-Hwcache-Response"] == "miss"
     assert 'hw__test__a__value{device="dev0"} 2.0' in await again.text()
+
+
+async def test_scrapes_every_15s_are_hits_until_the_data_changes(
+    aiohttp_client: ClientFactory,
+) -> None:
+    cache, collectors, clock = make_cache("a", "b", interval=600.0)
+    app = create_app(Settings(collectors=()), clock=clock, cache=cache)  # default TTL
+    client = await aiohttp_client(app)
+    await cache.warm_up()
+    answers = []
+    for _ in range(40):  # ten minutes of a Prometheus scraping every 15 s
+        resp = await client.get("/metrics", headers={"Accept": OPENMETRICS})
+        assert resp.status == 200
+        answers.append(resp.headers["X-Hwcache-Response"])
+        clock.advance(15)
+    assert answers == ["miss"] + ["hit"] * 39
+    stats = (await (await client.get("/cache/stats")).json())["response_cache"]
+    assert (stats["hits"], stats["misses"]) == (39, 1)
+    # Past the interval the data expires: the next scrape refreshes and is a miss again.
+    resp = await client.get("/metrics", headers={"Accept": OPENMETRICS})
+    assert resp.headers["X-Hwcache-Response"] == "miss" and collectors["a"].calls == 2
+    body = await resp.text()
+    assert "hwcache_response_cache_hits_total 39.0" in body
+
+
+async def test_formats_are_rendered_only_when_asked(aiohttp_client: ClientFactory) -> None:
+    client, rc, cache, collectors, clock = await start(aiohttp_client, response_cache=False)
+    renders = client.app[RENDERER].renders
+    # Before any scrape, new data is rendered once, in Prometheus' format.
+    assert renders == {PROMETHEUS.body_key: 2}
+    for _ in range(3):
+        resp = await client.get("/metrics", headers={"Accept": "text/plain"})
+        assert 'hw_test_a_value{device="dev0"} 1.0' in await resp.text()
+    assert renders == {PROMETHEUS.body_key: 2, PLAIN.body_key: 2}  # once per collector
+    # A data change renders the formats that collector was asked in: text only.
+    cache.invalidate(["a"], refresh_now=True)
+    await cache.entries["a"].inflight
+    assert renders == {PROMETHEUS.body_key: 2, PLAIN.body_key: 3}
+    resp = await client.get("/metrics", headers={"Accept": "text/plain"})
+    assert 'hw_test_a_value{device="dev0"} 2.0' in await resp.text()
+    assert renders == {PROMETHEUS.body_key: 2, PLAIN.body_key: 3}
+
+
+async def test_gzip_refused_with_q_zero_gets_identity(aiohttp_client: ClientFactory) -> None:
+    client, rc, *_ = await start(aiohttp_client)
+    for encoding in ("gzip;q=0", "gzip;q=0, identity", "*;q=0.5, gzip;q=0"):
+        resp = await client.get(
+            "/metrics", headers={"Accept-Encoding": encoding}, auto_decompress=False
+        )
+        assert "Content-Encoding" not in resp.headers, encoding
+        assert b"hw_test_a_value" in await resp.read()
+    assert [k[2] for k in rc.store] == [""]

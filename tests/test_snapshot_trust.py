@@ -17,7 +17,8 @@ from prometheus_client.core import GaugeMetricFamily
 from collectors.registry import load_all
 from exporter.cache import CacheEntry, MetricCache, State
 from exporter.clock import FakeClock
-from exporter.render import prerender
+from exporter.formats import PROMETHEUS
+from exporter.render import Renderer
 from exporter.snapshot import FILENAME, MAX_SIZE, SnapshotWriter
 from exporter.snapshot_codec import encode_family, parse_document, restore
 from tests.doubles import CountingCollector
@@ -113,7 +114,7 @@ async def test_restore_refuses_what_a_refresh_could_not_serve(
     doc = roundtrip(await filled_cache("a", "b"))
     tamper(doc)
     cache, collectors, clock = owned_cache("a", "b")
-    cache.prerender = prerender
+    cache.prerender = Renderer().prerender
     report = await restore(cache, doc, {}, clock())
     assert report.fresh == ["test_b"] and list(report.refused) == ["test_a"]
     assert reason in report.refused["test_a"], report.refused
@@ -142,11 +143,12 @@ async def test_restore_refuses_a_family_another_collector_already_serves() -> No
 async def test_restored_entry_is_prerendered_like_a_refresh() -> None:
     doc = roundtrip(await filled_cache("a"))
     cache, _, clock = owned_cache("a")
-    cache.prerender = prerender
+    renderer = Renderer()
+    cache.prerender = renderer.prerender
     generation = cache.generation
     assert (await restore(cache, doc, {}, clock())).fresh == ["test_a"]
     entry = cache.entries["test_a"]
-    assert set(entry.rendered) == set(prerender(entry.families))
+    assert set(entry.rendered) == {PROMETHEUS.body_key} == set(renderer.renders)
     assert cache.generation > generation and entry.generation == cache.generation
 
 

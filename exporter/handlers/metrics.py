@@ -1,25 +1,57 @@
-"""GET /metrics: cached families, refreshed when due, waited for until the scrape deadline."""
+"""GET /metrics: negotiate once, replay a stored response, else render the cached families."""
 
 from __future__ import annotations
 
-import functools
 import math
+from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from exporter.cache import CacheEntry, MetricCache
-from exporter.freshness import build_info_family, freshness_families
-from exporter.keys import BODY_CRCS, CACHE, CLOCK, FRAMEWORK_RENDERS, RESPONSE_CACHE, SETTINGS
-from exporter.render import Body, in_worker, render_filtered
-from exporter.response_cache import CANONICAL, GENERATION, VALID_UNTIL, VARY, Canonical
+from exporter.cache import MetricCache
+from exporter.formats import Format, negotiated
+from exporter.freshness import BuildInfo, Freshness
+from exporter.keys import CACHE, CLOCK, RENDERER, RESPONSE_CACHE, SETTINGS
+from exporter.response_cache import VARY, CacheKey, Query, Rendered
 from exporter.settings import Settings
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+BUILD_INFO = BuildInfo()
 
 
-def select_collectors(wanted: Canonical, cache: MetricCache) -> list[str]:
+@dataclass(frozen=True)
+class Scrape:
+    """A /metrics request as negotiated: sorted query, format and whether to gzip."""
+
+    query: Query
+    fmt: Format
+    gzip: bool
+
+    @classmethod
+    def of(cls, request: web.Request) -> Scrape:
+        """Negotiate ``request`` (the only place that reads its query and headers)."""
+        headers = request.headers
+        fmt, gzip = negotiated(headers.get("Accept", ""), headers.get("Accept-Encoding", ""))
+        return cls(tuple(sorted(request.query.items())), fmt, gzip)
+
+    @property
+    def key(self) -> CacheKey:
+        """Response-cache key."""
+        return self.query, self.fmt.content_type, "gzip" if self.gzip else ""
+
+    def values(self, name: str) -> list[str]:
+        """The values of query parameter ``name`` (in sorted order)."""
+        return [value for key, value in self.query if key == name]
+
+    def headers(self) -> dict[str, str]:
+        """Headers of the response."""
+        headers = {"Content-Type": self.fmt.content_type, "Vary": VARY}
+        if self.gzip:
+            headers["Content-Encoding"] = "gzip"
+        return headers
+
+
+def select_collectors(wanted: Scrape, cache: MetricCache) -> list[str]:
     """Apply ``collect[]``/``exclude[]``; raise 400 for unknown names or both at once."""
     collect = wanted.values("collect[]")
     exclude = wanted.values("exclude[]")
@@ -52,75 +84,40 @@ def scrape_wait(request: web.Request, settings: Settings) -> float:
     return max(0.0, wait)
 
 
-def response_cache_families(app: web.Application) -> list[Metric]:
-    """``hwcache_response_cache_*`` families (none when the response cache is off)."""
-    if not app[SETTINGS].response_cache:
-        return []
-    response_cache = app[RESPONSE_CACHE]
-    families: list[Metric] = []
-    for name, value, doc in (
-        ("hits", response_cache.hits, "Scrapes answered from the response cache."),
-        ("misses", response_cache.misses, "Scrapes not found in the response cache."),
-        ("evictions", response_cache.store.evictions, "Responses evicted to stay in bounds."),
-    ):
-        families.append(CounterMetricFamily(f"hwcache_response_cache_{name}", doc, value=value))
-    families.append(
-        GaugeMetricFamily(
-            "hwcache_response_cache_bytes",
-            "Bytes held by the response cache: responses and remembered request keys.",
-            value=response_cache.bytes,
-        )
-    )
-    return families
-
-
-async def full_body(
-    request: web.Request, entries: list[CacheEntry], canonical: Canonical, now: float
-) -> bytes:
-    """Collectors' reused bytes plus freshness (rendered at most once per second) and counters."""
+async def render(request: web.Request, scrape: Scrape) -> Rendered:
+    """The body of the selected collectors' cached families plus the framework block."""
     app = request.app
-    fmt = canonical.fmt
-    key = (app[CACHE].generation, fmt.body_key, tuple(e.name for e in entries), int(now))
-    renders = app[FRAMEWORK_RENDERS]
-    framework = renders.get(key) or [*freshness_families(entries, now), build_info_family()]
-    crcs = app[BODY_CRCS]
-    body = Body.of(entries, fmt, canonical.gzip, framework, response_cache_families(app), crcs)
-    # Only joining cached bytes stays on the loop; anything to render goes to a worker.
-    data = body.compose() if body.rendered else await in_worker(body.compose)
-    body.keep(crcs)
-    if body.framework is not None:
-        renders[key] = body.framework
-    return data
+    cache, settings = app[CACHE], app[SETTINGS]
+    names = select_collectors(scrape, cache)
+    await cache.fresh(names, scrape_wait(request, settings))
+    entries = [cache.entries[name] for name in names]
+    # Read on the loop before rendering: a refresh committed meanwhile is not in this body.
+    generation = cache.generation
+    valid_until = min((e.expires_at for e in entries), default=app[CLOCK]())
+    framework: list[Metric] = [
+        *Freshness(entries, app[CLOCK]).collect(),
+        *BUILD_INFO.collect(),
+        *(app[RESPONSE_CACHE].collect() if settings.response_cache else ()),
+    ]
+    renderer = app[RENDERER]
+    names_wanted = frozenset(scrape.values("name[]"))
+    body = renderer.body(entries, scrape.fmt, framework, scrape.gzip, names_wanted)
+    data = await renderer.compose(body)
+    return Rendered(data, scrape.headers(), generation, valid_until)
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Serve the selected collectors' cached families plus freshness metrics."""
     app = request.app
-    cache, settings, clock = app[CACHE], app[SETTINGS], app[CLOCK]
-    canonical = request.get(CANONICAL) or await app[RESPONSE_CACHE].canonical(request)
-    names = select_collectors(canonical, cache)
-    name_filter = frozenset(canonical.values("name[]"))
-    await cache.fresh(names, scrape_wait(request, settings))
-
-    now = clock()
-    entries = [cache.entries[name] for name in names]
-    # Taken before rendering: a refresh committed meanwhile is not in this body.
-    request[GENERATION] = cache.generation
-    request[VALID_UNTIL] = min((e.expires_at for e in entries), default=now)
-    fmt = canonical.fmt
-    if name_filter:
-        families = [
-            *(f for e in entries for f in e.families),
-            *freshness_families(entries, now),
-            build_info_family(),
-            *response_cache_families(app),
-        ]
-        body = await in_worker(
-            functools.partial(render_filtered, families, fmt, name_filter, canonical.gzip)
-        )
-    else:
-        body = await full_body(request, entries, canonical, now)
-    headers = {"Content-Type": fmt.content_type, "Vary": VARY}
-    if canonical.gzip:
-        headers["Content-Encoding"] = "gzip"
-    return web.Response(body=body, headers=headers)
+    scrape = Scrape.of(request)
+    if not app[SETTINGS].response_cache:
+        rendered = await render(request, scrape)
+        return web.Response(body=rendered.body, headers=rendered.headers)
+    response_cache, cache = app[RESPONSE_CACHE], app[CACHE]
+    stored = response_cache.get(scrape.key, cache.generation)
+    if stored is not None:
+        return stored
+    rendered = await render(request, scrape)
+    response_cache.put(scrape.key, rendered, cache.generation)
+    headers = {**rendered.headers, "X-Hwcache-Response": "miss"}
+    return web.Response(body=rendered.body, headers=headers)
