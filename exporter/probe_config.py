@@ -175,12 +175,16 @@ def _module(name: str, item: Any) -> ProbeModule:
     except ValueError as exc:
         raise ProbeConfigError(f"{where}: targets: {exc}") from None
     timeout = _duration(item, "timeout", "1m", where)
+    username = _secret(item, "username", where, literal=True)
+    password = _secret(item, "password", where, literal=False)
+    if driver == "ipmi":
+        _ipmi_lengths(username, password, where)
     return ProbeModule(
         name=name,
         driver=driver,
         scheme=scheme,
-        username=_secret(item, "username", where, literal=True),
-        password=_secret(item, "password", where, literal=False),
+        username=username,
+        password=password,
         tls_verify=tls_verify,
         ca_file=Path(str(ca_file)) if ca_file is not None else None,
         interval=_duration(item, "interval", "10m", where),
@@ -191,6 +195,16 @@ def _module(name: str, item: Any) -> ProbeModule:
         targets=allowed,
         ipmi=_ipmi(item, where) if driver == "ipmi" else None,
     )
+
+
+def _ipmi_lengths(username: Secret, password: Secret, where: str) -> None:
+    """IPMI 2.0 limits: user names of 16 bytes, passwords of 20 (ipmitool refuses longer)."""
+    for secret, key, limit in ((username, "username", 16), (password, "password", 20)):
+        if len(secret.read().encode()) > limit:
+            source = f" in {secret.describe()}" if secret.kind != "literal" else ""
+            raise ProbeConfigError(
+                f"{where}: the {key}{source} is longer than IPMI's {limit} bytes"
+            )
 
 
 def _ipmi(item: Mapping[str, Any], where: str) -> IpmiLan:

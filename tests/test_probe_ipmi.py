@@ -270,6 +270,31 @@ def test_ipmi_config_errors(tmp_path: Path, extra: str, message: str) -> None:
         load_probe_config(path)
 
 
+@pytest.mark.parametrize(
+    ("user", "password", "message"),
+    [
+        (
+            "u" * 17,
+            "pw",
+            "module 'bmc': the username is longer than IPMI's 16 bytes",
+        ),
+        ("u", "p" * 21, "the password in file .*pass is longer than IPMI's 20 bytes"),
+    ],
+)
+def test_ipmi_credentials_longer_than_ipmi_allows(
+    tmp_path: Path, user: str, password: str, message: str
+) -> None:
+    (tmp_path / "pass").write_text(password)
+    path = tmp_path / "probe.yml"
+    path.write_text(
+        f"modules:\n  bmc:\n    driver: ipmi\n    username: {user}\n"
+        f"    password_file: {tmp_path / 'pass'}\n    targets: ['10.0.0.0/8']\n"
+    )
+    with pytest.raises(ProbeConfigError, match=message) as exc:
+        load_probe_config(path)
+    assert password not in str(exc.value)
+
+
 def test_redfish_refuses_ipmi_keys(tmp_path: Path) -> None:
     (tmp_path / "pass").write_text("pw")
     path = tmp_path / "probe.yml"
