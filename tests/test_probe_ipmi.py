@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,87 +19,40 @@ from collectors.ipmi_lan import IpmiLanCollector
 from collectors.toolkit.runner import CommandRunner
 from exporter.probe_config import IpmiLan, ProbeConfigError, Secret, load_probe_config
 from exporter.probe_target import parse_target
-from tests.support import REPO, free_port, run_exporter, running
+from tests.ipmi_sim import (
+    PASSWORD,
+    USER,
+    Ipmitool,
+    free_udp_port,
+    logging_ipmitool,
+    simulator,
+)
+from tests.support import REPO, free_port, run_exporter
 
-SIM = REPO / "tests" / "fixtures" / "ipmi_sim"
-USER, PASSWORD = "monitor", "s3cret-pass-7"
 WRONG = "not-the-pass-9"
-# An RMCP/ASF presence ping; a BMC (and ipmi_sim) answers with a pong.
-ASF_PING = bytes.fromhex("0600ff06000011be80010000")
-LAN_CONF = """name "hwcache-sim"
-set_working_mc 0x20
-  startlan 1
-    addr 127.0.0.1 {port}
-    priv_limit admin
-    allowed_auths_callback md5
-    allowed_auths_user md5
-    allowed_auths_operator md5
-    allowed_auths_admin md5
-    guid a123456789abcdefa123456789abcdef
-  endlan
-  user 2 true "{user}" "{password}" user 10 md5
-"""
-# Counts runs (one line of arguments each), then runs the real ipmitool.
-WRAPPER = """#!/bin/sh
-printf '%s\\n' "$*" >> "{log}"
-exec "{real}" "$@"
-"""
-
-
-def free_udp_port() -> int:
-    """An unused UDP port on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def answers_ping(port: int) -> bool:
-    """Whether an RMCP presence ping to loopback ``port`` gets a pong."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.3)
-        sock.sendto(ASF_PING, ("127.0.0.1", port))
-        try:
-            return sock.recv(512)[:4] == ASF_PING[:4]
-        except OSError:
-            return False
 
 
 @dataclass
 class Bmc:
-    """A running simulator and the ipmitool wrapper that counts runs."""
+    """A running simulator's port and the wrapper that logs ipmitool runs."""
 
     port: int
-    bin_dir: Path
-    runs_log: Path
+    ipmitool: Ipmitool
 
     def runs(self) -> list[str]:
         """Argument lines of every ipmitool run so far."""
-        return self.runs_log.read_text().splitlines() if self.runs_log.exists() else []
+        return self.ipmitool.runs()
 
     def env(self) -> dict[str, str]:
-        """An environment whose PATH finds the counting wrapper (not the fake ipmitool)."""
-        return {"PATH": f"{self.bin_dir}{os.pathsep}{os.environ['PATH']}"}
+        """An environment whose PATH finds the logging wrapper (not the fake ipmitool)."""
+        return self.ipmitool.env()
 
 
 @contextlib.contextmanager
-def simulator(tmp_path: Path) -> Iterator[Bmc]:
-    """ipmi_sim with tests/fixtures/ipmi_sim's sensors, its SDRs compiled by sdrcomp."""
-    port = free_udp_port()
-    state = tmp_path / "state"
-    (state / "ipmi_sim" / "hwcache-sim").mkdir(parents=True)
-    sdr = state / "ipmi_sim" / "hwcache-sim" / "sdr.20.main"
-    subprocess.run(["sdrcomp", "-o", str(sdr), str(SIM / "sim.sdrs")], check=True, timeout=30)
-    conf = tmp_path / "lan.conf"
-    conf.write_text(LAN_CONF.format(port=port, user=USER, password=PASSWORD))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    runs_log = tmp_path / "ipmitool-runs.log"
-    wrapper = bin_dir / "ipmitool"
-    wrapper.write_text(WRAPPER.format(log=runs_log, real=shutil.which("ipmitool")))
-    wrapper.chmod(0o755)
-    argv = ["ipmi_sim", "-c", str(conf), "-f", str(SIM / "sim.emu"), "-s", str(state), "-n"]
-    with running(argv, tmp_path / "ipmi_sim.log", lambda: answers_ping(port), 30, "ipmi_sim"):
-        yield Bmc(port, bin_dir, runs_log)
+def bmc_in(tmp_path: Path) -> Iterator[Bmc]:
+    """The simulator, and the wrapper counting runs."""
+    with simulator(tmp_path) as port:
+        yield Bmc(port, logging_ipmitool(tmp_path))
 
 
 def probe_config(tmp_path: Path, port: int) -> Path:
@@ -144,7 +94,7 @@ def parsed(body: bytes) -> dict[tuple[str, str], float]:
 
 def test_probe_reads_the_simulated_bmc_once_per_interval(tmp_path: Path) -> None:
     with (
-        simulator(tmp_path) as bmc,
+        bmc_in(tmp_path) as bmc,
         run_exporter(
             ["--collector.disable-defaults", f"--config.file={probe_config(tmp_path, bmc.port)}"],
             tmp_path,
@@ -193,7 +143,7 @@ def test_probe_reads_the_simulated_bmc_once_per_interval(tmp_path: Path) -> None
 
 def test_wrong_password_is_a_clear_failure_without_the_password(tmp_path: Path) -> None:
     with (
-        simulator(tmp_path) as bmc,
+        bmc_in(tmp_path) as bmc,
         run_exporter(
             ["--collector.disable-defaults", f"--config.file={probe_config(tmp_path, bmc.port)}"],
             tmp_path,
@@ -226,7 +176,7 @@ def collector(tmp_path: Path, port: int, timeout: float = 20, **settings: Any) -
 
 
 async def test_module_switches_leave_out_sel_and_dcmi(tmp_path: Path) -> None:
-    with simulator(tmp_path) as bmc:
+    with bmc_in(tmp_path) as bmc:
         every = await collector(tmp_path, bmc.port).collect()
         assert "hw_ipmi_sel_entries" in {f.name for f in every}
         runs = len(bmc.runs())  # not counted: this runs the real ipmitool directly
