@@ -20,7 +20,7 @@ ASF_PING = bytes.fromhex("0600ff06000011be80010000")
 LAN_CONF = """name "hwcache-sim"
 set_working_mc 0x20
   startlan 1
-    addr 127.0.0.1 {port}
+    addr {address} {port}
     priv_limit admin
     allowed_auths_callback md5
     allowed_auths_user md5
@@ -40,18 +40,22 @@ exit $status
 """
 
 
-def free_udp_port() -> int:
-    """An unused UDP port on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+def _family(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def free_udp_port(address: str = "127.0.0.1") -> int:
+    """An unused UDP port on a loopback ``address``."""
+    with socket.socket(_family(address), socket.SOCK_DGRAM) as sock:
+        sock.bind((address, 0))
         return int(sock.getsockname()[1])
 
 
-def answers_ping(port: int) -> bool:
-    """Whether an RMCP presence ping to loopback ``port`` gets a pong."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def answers_ping(port: int, address: str = "127.0.0.1") -> bool:
+    """Whether an RMCP presence ping to ``address``:``port`` gets a pong."""
+    with socket.socket(_family(address), socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.3)
-        sock.sendto(ASF_PING, ("127.0.0.1", port))
+        sock.sendto(ASF_PING, (address, port))
         try:
             return sock.recv(512)[:4] == ASF_PING[:4]
         except OSError:
@@ -100,15 +104,16 @@ def logging_ipmitool(work: Path) -> Ipmitool:
 
 
 @contextlib.contextmanager
-def simulator(work: Path) -> Iterator[int]:
-    """ipmi_sim with tests/fixtures/ipmi_sim's sensors on a free loopback UDP port (yielded)."""
-    port = free_udp_port()
+def simulator(work: Path, address: str = "127.0.0.1") -> Iterator[int]:
+    """ipmi_sim with tests/fixtures/ipmi_sim's sensors on a free UDP port (yielded) of a
+    loopback ``address``."""
+    port = free_udp_port(address)
     state = work / "state"
     (state / "ipmi_sim" / "hwcache-sim").mkdir(parents=True)
     sdr = state / "ipmi_sim" / "hwcache-sim" / "sdr.20.main"
     subprocess.run(["sdrcomp", "-o", str(sdr), str(SIM / "sim.sdrs")], check=True, timeout=30)
     conf = work / "lan.conf"
-    conf.write_text(LAN_CONF.format(port=port, user=USER, password=PASSWORD))
+    conf.write_text(LAN_CONF.format(address=address, port=port, user=USER, password=PASSWORD))
     argv = ["ipmi_sim", "-c", str(conf), "-f", str(SIM / "sim.emu"), "-s", str(state), "-n"]
-    with running(argv, work / "ipmi_sim.log", lambda: answers_ping(port), 30, "ipmi_sim"):
+    with running(argv, work / "ipmi_sim.log", lambda: answers_ping(port, address), 30, "ipmi_sim"):
         yield port

@@ -165,11 +165,13 @@ def test_wrong_password_is_a_clear_failure_without_the_password(tmp_path: Path) 
             assert WRONG not in place and PASSWORD not in place
 
 
-def collector(tmp_path: Path, port: int, timeout: float = 20, **settings: Any) -> IpmiLanCollector:
+def collector(
+    tmp_path: Path, port: int, timeout: float = 20, host: str = "127.0.0.1", **settings: Any
+) -> IpmiLanCollector:
     """The driver's collector for the simulator, credentials from a file and inline."""
     (tmp_path / "p").write_text(PASSWORD)
     ctx = CollectorContext(runner=CommandRunner(), timeout=timeout)
-    target = parse_target(f"127.0.0.1:{port}")
+    target = parse_target(f"{host}:{port}")
     lan = replace(IpmiLan(cipher_suite=3), **settings)
     password = Secret("file", str(tmp_path / "p"))
     return IpmiLanCollector(ctx, target, Secret("literal", USER), password, lan)
@@ -188,6 +190,23 @@ async def test_module_switches_leave_out_sel_and_dcmi(tmp_path: Path) -> None:
             "Inlet Temp": 50,
         }
         assert runs == 0
+
+
+async def test_an_ipv6_bmc(tmp_path: Path) -> None:
+    with simulator(tmp_path, "::1") as port:
+        families = await collector(tmp_path, port, host="[::1]").collect()
+    fans = next(f for f in families if f.name == "hw_ipmi_fan_speed_rpm")
+    assert [(s.labels["sensor"], s.value) for s in fans.samples] == [("Fan 1", 4800)]
+
+
+async def test_a_cipher_suite_the_bmc_does_not_offer_is_named_in_the_error(
+    tmp_path: Path,
+) -> None:
+    with (
+        simulator(tmp_path) as port,
+        pytest.raises(CollectorError, match="a cipher suite the BMC does not offer"),
+    ):
+        await collector(tmp_path, port, cipher_suite=17).collect()
 
 
 async def test_no_bmc_answering_fails_within_the_timeout(tmp_path: Path) -> None:
