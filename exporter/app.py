@@ -21,7 +21,7 @@ from exporter.clock import Clock, system_clock
 from exporter.families import SCRIPT
 from exporter.handlers import routes
 from exporter.handlers.probe import PROBES, probe
-from exporter.keys import CACHE, CLOCK, READY, RENDERER, RESPONSE_CACHE, RUNNER, SETTINGS
+from exporter.keys import CACHE, CLOCK, READY, RENDERER, RESPONSE_CACHE, SETTINGS
 from exporter.probe_cache import ProbeCache, driver_factory
 from exporter.render import Renderer
 from exporter.response_cache import ResponseCache
@@ -81,7 +81,6 @@ def create_app(
     app[SETTINGS] = settings
     app[CACHE] = cache
     app[RESPONSE_CACHE] = response_cache
-    app[RUNNER] = runner
     app[READY] = asyncio.Event()
     app[CLOCK] = clock
     app[RENDERER] = renderer = Renderer()
@@ -108,8 +107,8 @@ def _background(warm_up: bool) -> Any:
         async def warm() -> None:
             await cache.warm_up()
             ready.set()
-            log.info("initial collection finished for %d collectors", len(cache.entries))
-            sdnotify.status(f"ready; collectors: {', '.join(cache.entries) or '(none)'}")
+            log.info("initial collection finished for %d collectors", len(cache))
+            sdnotify.status(f"ready; collectors: {', '.join(cache.names) or '(none)'}")
 
         task = asyncio.create_task(warm()) if warm_up else None
         if task is None:
@@ -120,6 +119,5 @@ def _background(warm_up: bool) -> Any:
         await cache.close()
         if PROBES in app:
             await app[PROBES].close()
-        app[RUNNER].kill_all()
 
     return background

@@ -1,31 +1,64 @@
-"""Injectable wall clock so expiry logic is testable without sleeping."""
+"""Time sources: monotonic for expiry, deadlines and rate limits; wall clock only for export."""
 
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from dataclasses import dataclass
 
 
-class Clock(Protocol):
-    """Source of the current wall-clock time in seconds since the epoch."""
+@dataclass(frozen=True)
+class Instant:
+    """One moment read on both clocks: ``mono`` to compare and subtract, ``wall`` to show."""
 
-    def __call__(self) -> float: ...
+    wall: float
+    mono: float
+
+    def after(self, seconds: float) -> Instant:
+        """The moment ``seconds`` later (on both clocks)."""
+        return Instant(self.wall + seconds, self.mono + seconds)
+
+    def at_wall(self, wall: float) -> Instant:
+        """The moment of Unix time ``wall``, placed on the monotonic clock relative to this one."""
+        return Instant(wall, self.mono + (wall - self.wall))
 
 
-def system_clock() -> float:
-    """Return the real wall-clock time."""
-    return time.time()
+class Clock:
+    """The real clocks; a wall-clock step (NTP, an operator) never moves ``monotonic``."""
+
+    def wall(self) -> float:
+        """Unix time, for exported timestamps and the snapshot file."""
+        return time.time()
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never steps, for expiry, deadlines and rate limits."""
+        return time.monotonic()
+
+    def now(self) -> Instant:
+        """The current moment on both clocks."""
+        return Instant(self.wall(), self.monotonic())
 
 
-class FakeClock:
-    """A clock that only moves when told to (for tests and benchmarks)."""
+system_clock = Clock()
 
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
 
-    def __call__(self) -> float:
-        return self.now
+class FakeClock(Clock):
+    """Clocks that only move when told to (for tests and benchmarks)."""
+
+    def __init__(self, wall: float = 1_700_000_000.0, monotonic: float = 5_000.0) -> None:
+        self.wall_time = wall
+        self.monotonic_time = monotonic
+
+    def wall(self) -> float:
+        return self.wall_time
+
+    def monotonic(self) -> float:
+        return self.monotonic_time
 
     def advance(self, seconds: float) -> None:
-        """Move the clock forward."""
-        self.now += seconds
+        """Let ``seconds`` pass."""
+        self.wall_time += seconds
+        self.monotonic_time += seconds
+
+    def step(self, seconds: float) -> None:
+        """Step the wall clock alone, as NTP or an operator does (negative: backwards)."""
+        self.wall_time += seconds

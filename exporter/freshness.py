@@ -13,8 +13,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter import __version__
-from exporter.cache import CacheEntry, Result, State
-from exporter.clock import Clock
+from exporter.clock import Clock, Instant
+from exporter.entry import EntryView, Result, Status
 
 CACHE_NOTE = "Hardware metrics are served from a per-collector cache refreshed once per interval."
 
@@ -36,26 +36,26 @@ _GAUGES = {
 }
 
 
-def _gauge_values(entry: CacheEntry, now: float) -> dict[str, float | None]:
+def _gauge_values(entry: EntryView, now: Instant) -> dict[str, float | None]:
     """This entry's value for each gauge; ``None`` where there is nothing to say yet."""
-    ok = entry.state in (State.OK, State.NOT_APPLICABLE)
-    collected = entry.collected_at
+    ok = entry.state in (Status.OK, Status.NOT_APPLICABLE)
+    collected, attempted = entry.collected_at, entry.last_attempt_at
     return {
-        "success": None if entry.state is State.PENDING else float(ok),
+        "success": None if entry.state is Status.PENDING else float(ok),
         "stale": None
         if collected is None
-        else float(entry.expired(now) or entry.state is State.ERROR),
+        else float(entry.expired(now) or entry.state is Status.ERROR),
         "duration_seconds": entry.duration,
-        "last_success_timestamp_seconds": collected,
-        "last_attempt_timestamp_seconds": entry.last_attempt_at,
-        "next_refresh_timestamp_seconds": entry.expires_at,
+        "last_success_timestamp_seconds": None if collected is None else collected.wall,
+        "last_attempt_timestamp_seconds": None if attempted is None else attempted.wall,
+        "next_refresh_timestamp_seconds": entry.expires_at.wall,
         "interval_seconds": entry.interval,
-        "cached_samples": float(entry.series),
+        "cached_samples": float(entry.samples),
         "unreadable_items": float(entry.unreadable_items),
     }
 
 
-def freshness_families(entries: Sequence[CacheEntry], now: float) -> list[Metric]:
+def freshness_families(entries: Sequence[EntryView], now: Instant) -> list[Metric]:
     """Build the ``hwcache_collector_*`` families for ``entries`` at time ``now``."""
     gauges = {
         suffix: GaugeMetricFamily(f"hwcache_collector_{suffix}", doc, labels=["collector"])
@@ -71,7 +71,8 @@ def freshness_families(entries: Sequence[CacheEntry], now: float) -> list[Metric
             if value is not None:
                 gauges[suffix].add_metric([entry.name], value)
         for result in Result:
-            refreshes.add_metric([entry.name, result.value], float(entry.refreshes[result.value]))
+            count = float(entry.refreshes.get(result.value, 0))
+            refreshes.add_metric([entry.name, result.value], count)
     return [*gauges.values(), refreshes]
 
 
@@ -82,12 +83,12 @@ class Freshness:
     expires: a response holding it is valid until the earliest expiry, no longer.
     """
 
-    def __init__(self, entries: Sequence[CacheEntry], clock: Clock) -> None:
+    def __init__(self, entries: Sequence[EntryView], clock: Clock) -> None:
         self.entries = entries
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
-        yield from freshness_families(self.entries, self.clock())
+        yield from freshness_families(self.entries, self.clock.now())
 
 
 class BuildInfo:

@@ -6,7 +6,6 @@ import asyncio
 
 from aiohttp import web
 
-from collectors.toolkit.runner import CommandRunner
 from exporter.cache import MetricCache
 from exporter.clock import Clock
 from exporter.render import Renderer
@@ -16,7 +15,6 @@ from exporter.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 CACHE = web.AppKey("cache", MetricCache)
 RESPONSE_CACHE = web.AppKey("response_cache", ResponseCache)
-RUNNER = web.AppKey("runner", CommandRunner)
 READY = web.AppKey("ready", asyncio.Event)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 RENDERER = web.AppKey("renderer", Renderer)

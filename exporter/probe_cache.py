@@ -16,8 +16,9 @@ from collectors.base import Collector, CollectorContext, Skipped
 from collectors.ipmi_lan import ipmi_driver
 from collectors.redfish import redfish_driver
 from collectors.toolkit.runner import CommandRunner
-from exporter.cache import CacheEntry, MetricCache, Result
-from exporter.clock import Clock, system_clock
+from exporter.cache import CacheEntry, MetricCache
+from exporter.clock import Clock, Instant, system_clock
+from exporter.entry import EntryView, Result
 from exporter.probe_config import ProbeConfig, ProbeModule
 from exporter.probe_target import Target
 
@@ -43,10 +44,25 @@ class RemoteCache(MetricCache):
     def _clash(self, entry: CacheEntry, families: tuple[Metric, ...]) -> str | None:
         return None  # every target of a driver serves the same names, labelled by scrape
 
-    def _stamp(self, entry: CacheEntry, started: float, result: Result, error: str | None) -> None:
-        super()._stamp(entry, started, result, error)
+    def _expiry(self, view: EntryView, now: Instant, result: Result) -> Instant:
+        expiry = super()._expiry(view, now, result)
         if result is Result.SUCCESS:  # spread targets added together over the interval
-            entry.expires_at -= self.rng.uniform(0.0, self.jitter * entry.interval)
+            return expiry.after(-self.rng.uniform(0.0, self.jitter * view.interval))
+        return expiry
+
+    def add(self, entry: CacheEntry) -> None:
+        """Cache a new target's entry."""
+        self._entries[entry.view.name] = entry
+
+    def evict(self, name: str) -> Collector | None:
+        """Forget ``name``'s entry unless it is being polled; its collector if forgotten."""
+        if self._entries[name].inflight is not None:
+            return None
+        return self._entries.pop(name).collector
+
+    def collectors(self) -> list[Collector]:
+        """Every cached target's collector."""
+        return [entry.collector for entry in self._entries.values()]
 
 
 class Gated(Collector):
@@ -101,28 +117,27 @@ class ProbeCache:
         """The cache entry name of (module, target)."""
         return f"{module.name}/{target}"
 
-    def entry(self, module: ProbeModule, target: Target) -> CacheEntry:
-        """The entry of (module, target), created (evicting the LRU idle one) if needed."""
+    def entry(self, module: ProbeModule, target: Target) -> str:
+        """The entry name of (module, target), created (evicting the LRU idle one) if needed."""
         key = self.key(module, target)
-        entries = self.cache.entries
-        if key in entries:
+        if key in self.cache:
             self._order.move_to_end(key)
-            return entries[key]
-        while len(entries) >= self.config.max_targets:
+            return key
+        while len(self.cache) >= self.config.max_targets:
             self._evict_one()
         inner = self.factory(module, target, self._session(module))
         gated = Gated(inner, (self._total, self._gates[module.name]))
-        entries[key] = CacheEntry(key, gated, module.interval, module.timeout)
+        self.cache.add(CacheEntry(key, gated, module.interval, module.timeout))
         self._order[key] = None
-        return entries[key]
+        return key
 
     def _evict_one(self) -> None:
         for key in self._order:
-            if self.cache.entries[key].inflight is None:
+            evicted = self.cache.evict(key)
+            if evicted is not None:
                 del self._order[key]
-                evicted = self.cache.entries.pop(key)
                 self.evictions += 1
-                task = asyncio.create_task(_close_quietly(evicted.collector))
+                task = asyncio.create_task(_close_quietly(evicted))
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
                 return
@@ -139,10 +154,9 @@ class ProbeCache:
     async def close(self) -> None:
         """Cancel polls in flight, log out of the targets (bounded), close the HTTP sessions."""
         await self.cache.close()
-        entries = self.cache.entries.values()
         closing = [
             *self._closing,
-            *(asyncio.create_task(_close_quietly(e.collector)) for e in entries),
+            *(asyncio.create_task(_close_quietly(c)) for c in self.cache.collectors()),
         ]
         if closing:
             _, late = await asyncio.wait(closing, timeout=LOGOUT_BUDGET)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 
-from exporter.cache import CacheEntry
+from exporter.entry import EntryView
 from exporter.formats import BY_BODY_KEY, PROMETHEUS, Format
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ async def in_worker(work: Callable[[], bytes]) -> bytes:
 class Part:
     """One collector's part of a body: its bytes in the format asked, once rendered."""
 
-    entry: CacheEntry
+    entry: EntryView
     generation: int
     families: tuple[Metric, ...]
     data: bytes | None
@@ -130,7 +130,7 @@ class Renderer:
 
     def body(
         self,
-        entries: Sequence[CacheEntry],
+        entries: Sequence[EntryView],
         fmt: Format,
         framework: list[Metric],
         compress: bool,

@@ -45,7 +45,7 @@ class Rendered:
     body: bytes
     headers: dict[str, str]
     generation: int  # the data generation the body was built from
-    valid_until: float  # when the earliest of its collectors' data expires (cache clock)
+    valid_until: float  # when the earliest of its collectors' data expires (monotonic)
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,7 @@ class Stored:
 
     body: bytes
     headers: dict[str, str]
-    valid_until: float
-    stored_at: float
+    valid_until: float  # monotonic
     size: int
 
 
@@ -106,7 +105,7 @@ class ResponseCache:
         """The stored response for ``key`` if built from ``generation`` and still valid."""
         self._follow(generation)
         stored = self.store.get(key)
-        if stored is not None and not stored.stored_at <= self.clock() < stored.valid_until:
+        if stored is not None and self.clock.monotonic() >= stored.valid_until:
             del self.store[key]
             self.expired += 1
             stored = None
@@ -120,7 +119,7 @@ class ResponseCache:
         """Store ``rendered`` unless its data changed meanwhile (``generation`` is current)."""
         if rendered.generation != generation:
             return False  # served once, never stored: newer data exists
-        now = self.clock()
+        now = self.clock.monotonic()
         valid_until = rendered.valid_until
         if self.ttl > 0:
             valid_until = min(valid_until, now + self.ttl)
@@ -130,7 +129,7 @@ class ResponseCache:
         if valid_until <= now or size > self.store.maxsize:
             return False
         self._follow(generation)
-        self.store[key] = Stored(body, headers, valid_until, now, size)
+        self.store[key] = Stored(body, headers, valid_until, size)
         while len(self.store) > self.max_entries:
             self.store.popitem()
         return True

@@ -17,7 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
-from exporter.cache import CacheEntry, MetricCache
+from exporter.cache import MetricCache
+from exporter.entry import EntryView
 from exporter.settings import Settings
 from exporter.snapshot_codec import (
     EntryCopy,
@@ -109,7 +110,7 @@ class SnapshotWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def changed(self, entry: CacheEntry) -> None:
+    def changed(self, view: EntryView) -> None:
         """``MetricCache.on_change`` listener: schedule a (coalesced) write."""
         self._dirty = True
         if self._task is None and not self._closed:
@@ -232,7 +233,7 @@ def persistence(
         options = {c.name: c.options for c in settings.collectors}
         doc = await asyncio.to_thread(read_snapshot, path, context)
         if doc is not None:
-            log_report(path, await restore(cache, doc, options, cache.clock()))
+            log_report(path, await restore(cache, doc, options, cache.clock.now()))
         writer = SnapshotWriter(cache, path, context, options)
         cache.on_change(writer.changed)
         yield

@@ -7,13 +7,15 @@ import json
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
-from exporter.cache import CacheEntry, MetricCache, State
+from exporter.cache import MetricCache
+from exporter.clock import Instant
+from exporter.entry import EntryView, Status
 from exporter.families import FamilyError
 
 FORMAT = "hwcache-snapshot/1"
@@ -79,29 +81,33 @@ class EntryCopy:
     families: tuple[Metric, ...]
 
 
+def _wall(instant: Instant | None) -> float | None:
+    return None if instant is None else instant.wall
+
+
 def capture_entries(
     cache: MetricCache, options: Mapping[str, Mapping[str, str]]
 ) -> list[EntryCopy]:
-    """A consistent copy of every entry with data: cheap (families are never mutated)."""
+    """A copy of every entry with data, times as Unix time: cheap (views are immutable)."""
     return [
         EntryCopy(
-            name,
+            view.name,
             {
-                "interval": entry.interval,
-                "options": dict(options.get(name, {})),
-                "state": entry.state.value,
-                "collected_at": entry.collected_at,
-                "expires_at": entry.expires_at,
-                "last_attempt_at": entry.last_attempt_at,
-                "duration": entry.duration,
-                "last_error": entry.last_error,
-                "consecutive_failures": entry.consecutive_failures,
-                "refreshes": dict(entry.refreshes),
+                "interval": view.interval,
+                "options": dict(options.get(view.name, {})),
+                "state": view.state.value,
+                "collected_at": _wall(view.collected_at),
+                "expires_at": view.expires_at.wall,
+                "last_attempt_at": _wall(view.last_attempt_at),
+                "duration": view.duration,
+                "last_error": view.last_error,
+                "consecutive_failures": view.consecutive_failures,
+                "refreshes": dict(view.refreshes),
             },
-            entry.families,
+            view.families,
         )
-        for name, entry in cache.entries.items()
-        if entry.state is not State.PENDING
+        for view in cache.views()
+        if view.state is not Status.PENDING
     ]
 
 
@@ -180,43 +186,53 @@ class SavedEntry:
     """One collector's decoded snapshot data, not yet checked or committed."""
 
     families: tuple[Metric, ...]
-    state: State
-    collected_at: float | None
-    last_attempt_at: float | None
-    expires_at: float
+    state: Status
+    collected_at: Instant | None
+    last_attempt_at: Instant | None
+    expires_at: Instant
     duration: float | None
     last_error: str | None
     consecutive_failures: int
     refreshes: dict[str, int]
 
-    def stamp(self, entry: CacheEntry) -> None:
-        """Set the entry's freshness as saved (``MetricCache.commit`` stores the families)."""
-        entry.state, entry.collected_at = self.state, self.collected_at
-        entry.last_attempt_at, entry.expires_at = self.last_attempt_at, self.expires_at
-        entry.duration, entry.last_error = self.duration, self.last_error
-        entry.consecutive_failures = self.consecutive_failures
-        entry.refreshes.clear()
-        entry.refreshes.update(self.refreshes)
+    def stamp(self, view: EntryView) -> EntryView:
+        """``view`` with the saved state and times (``MetricCache.commit`` stores the families)."""
+        return replace(
+            view,
+            state=self.state,
+            collected_at=self.collected_at,
+            last_attempt_at=self.last_attempt_at,
+            expires_at=self.expires_at,
+            duration=self.duration,
+            last_error=self.last_error,
+            consecutive_failures=self.consecutive_failures,
+            refreshes=dict(self.refreshes),
+        )
 
 
-def parse_entry(entry: CacheEntry, data: Any, options: Mapping[str, str], now: float) -> SavedEntry:
-    """Decode ``entry``'s snapshot data; SnapshotError when it is unusable."""
+def parse_entry(
+    entry: EntryView, data: Any, options: Mapping[str, str], now: Instant
+) -> SavedEntry:
+    """Decode ``entry``'s snapshot data; SnapshotError when it is unusable.
+
+    Times are saved as Unix time and placed on this process's monotonic clock through ``now``.
+    """
     if not isinstance(data, dict):
         raise SnapshotError("entry is not an object")
     if data.get("options") != dict(options):
         raise SnapshotError("collector options changed")
     try:
-        state = State(data["state"])
+        state = Status(data["state"])
     except (KeyError, ValueError):
         raise SnapshotError(f"unknown state {data.get('state')!r}") from None
-    if state is State.PENDING:
+    if state in (Status.PENDING, Status.STALE):
         raise SnapshotError("state pending")
     collected_at = _number(data, "collected_at")
     attempted = _number(data, "last_attempt_at")
     saved_expiry = _number(data, "expires_at") or 0.0
-    if any(t is not None and t > now + CLOCK_SKEW for t in (collected_at, attempted)):
+    if any(t is not None and t > now.wall + CLOCK_SKEW for t in (collected_at, attempted)):
         raise SnapshotError("timestamps in the future (clock went backwards?)")
-    if state is State.OK and collected_at is None:
+    if state is Status.OK and collected_at is None:
         raise SnapshotError("state ok without collected_at")
     families = data.get("families", [])
     if not isinstance(families, list):
@@ -228,17 +244,17 @@ def parse_entry(entry: CacheEntry, data: Any, options: Mapping[str, str], now: f
         raise SnapshotError("malformed refresh counts")
     last_error, failures = data.get("last_error"), data.get("consecutive_failures", 0)
     # The interval may have changed since: never keep data longer than the current one allows.
-    if state is State.OK and collected_at is not None:
-        expires_at = min(saved_expiry, collected_at + entry.interval)
-    elif state is State.NOT_APPLICABLE and attempted is not None:
-        expires_at = min(saved_expiry, attempted + entry.interval)
+    if state is Status.OK and collected_at is not None:
+        expires_at = now.at_wall(min(saved_expiry, collected_at + entry.interval))
+    elif state is Status.NOT_APPLICABLE and attempted is not None:
+        expires_at = now.at_wall(min(saved_expiry, attempted + entry.interval))
     else:
         expires_at = now  # a failed collector is retried at start; its last good data is served
     return SavedEntry(
         families=tuple(decode_family(f) for f in families),
         state=state,
-        collected_at=collected_at,
-        last_attempt_at=attempted,
+        collected_at=None if collected_at is None else now.at_wall(collected_at),
+        last_attempt_at=None if attempted is None else now.at_wall(attempted),
         expires_at=expires_at,
         duration=_number(data, "duration"),
         last_error=last_error if isinstance(last_error, str) else None,
@@ -251,26 +267,26 @@ async def restore(
     cache: MetricCache,
     doc: Mapping[str, Any],
     options: Mapping[str, Mapping[str, str]],
-    now: float,
+    now: Instant,
 ) -> RestoreReport:
     """Restore enabled collectors' entries through a refresh's checks and commit, each whole."""
     # A refused entry stays pending, so the warm-up collects it as on a first start.
     report = RestoreReport()
     for name, data in doc["collectors"].items():
-        entry = cache.entries.get(name)
-        if entry is None:
+        if name not in cache:
             report.skipped[name] = "collector not enabled"
             continue
+        entry = cache.view(name)
         try:
             saved = await asyncio.to_thread(parse_entry, entry, data, options.get(name, {}), now)
         except SnapshotError as exc:
             report.skipped[name] = str(exc)
             continue
         try:
-            checked = await cache.check(entry, saved.families, restored=True)
-            cache.commit(entry, checked, saved.stamp)
+            checked = await cache.check(name, saved.families, restored=True)
+            cache.commit(name, checked, saved.stamp)
         except FamilyError as exc:
             report.refused[name] = str(exc)
             continue
-        (report.expired if entry.expired(now) else report.fresh).append(name)
+        (report.expired if cache.view(name).expired(now) else report.fresh).append(name)
     return report

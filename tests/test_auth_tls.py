@@ -82,11 +82,11 @@ async def test_invalidate_is_protected(aiohttp_client: ClientFactory, tmp_path: 
     generation = cache.generation
     assert (await client.post("/cache/invalidate?collector=a")).status == 401
     assert (await client.post("/cache/invalidate", headers=basic("admin", "x"))).status == 401
-    assert cache.generation == generation and not cache.entries["a"].expired(clock.now)
+    assert cache.generation == generation and not cache.view("a").expired(clock.now())
     assert (await client.get("/cache/invalidate", headers=admin)).status == 405
     resp = await client.post("/cache/invalidate?collector=a", headers=admin)
     assert resp.status == 200 and (await resp.json())["invalidated"] == ["a"]
-    assert cache.entries["a"].expired(clock.now)
+    assert cache.view("a").expired(clock.now())
     resp = await client.post("/cache/invalidate?collector=a", headers=admin)
     assert resp.status == 429
     retry_after = int(resp.headers["Retry-After"])
@@ -100,7 +100,7 @@ async def test_invalidate_disabled_is_403_even_for_admins(
     client, _, cache, clock = await start(aiohttp_client, config, invalidate_enabled=False)
     assert (await client.post("/cache/invalidate")).status == 401
     assert (await client.post("/cache/invalidate", headers=basic("admin", "s3cret"))).status == 403
-    assert not cache.entries["a"].expired(clock.now)
+    assert not cache.view("a").expired(clock.now())
 
 
 async def test_reload_swaps_users_and_keeps_old_config_on_error(

@@ -10,8 +10,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector, CollectorContext
-from exporter.cache import CacheEntry, MetricCache, State
+from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import FakeClock
+from exporter.entry import Status
 
 # ThreadPoolExecutor's default size, which asyncio.to_thread's default executor uses.
 DEFAULT_WORKERS = min(32, (os.cpu_count() or 1) + 4)
@@ -62,7 +63,7 @@ async def test_timed_out_blocking_collection_never_overlaps_the_next() -> None:
     try:
         for _ in range(3):  # three scrapes, each after the error retry interval
             await cache.fresh(["hung"], wait=1)
-            assert cache.entries["hung"].state is State.ERROR
+            assert cache.view("hung").state is Status.ERROR
             clock.advance(31)
         assert hung.peak == 1, f"{hung.peak} collections of one collector ran at once"
     finally:
@@ -77,7 +78,7 @@ async def test_hung_collector_does_not_starve_other_blocking_collectors() -> Non
             await cache.fresh(["hung"], wait=1)
             clock.advance(31)
         await cache.fresh(["quick"], wait=3)
-        quick = cache.entries["quick"]
-        assert quick.state is State.OK, quick.last_error
+        quick = cache.view("quick")
+        assert quick.state is Status.OK, quick.last_error
     finally:
         release.set()

@@ -12,8 +12,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector, CollectorContext
-from exporter.cache import CacheEntry, MetricCache, State
+from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import FakeClock
+from exporter.entry import Status
 from exporter.freshness import freshness_families
 from exporter.handlers.cache_api import entry_stats
 from tests.doubles import CountingCollector, make_cache
@@ -30,7 +31,7 @@ async def test_entry_expires_after_interval_on_the_fake_clock() -> None:
     clock.advance(0.2)
     await cache.fresh(["a"], wait=5)
     assert collectors["a"].calls == 2
-    assert cache.entries["a"].expires_at == clock.now + 100.0
+    assert cache.view("a").expires_at == clock.now().after(100.0)
 
 
 async def test_fifty_concurrent_requests_on_expired_entry_collect_once() -> None:
@@ -43,7 +44,7 @@ async def test_fifty_concurrent_requests_on_expired_entry_collect_once() -> None
     gate.set()
     await asyncio.gather(*waiters)
     assert collectors["a"].calls == 2
-    assert cache.entries["a"].refreshes["success"] == 2
+    assert cache.view("a").refreshes["success"] == 2
 
 
 async def test_waiter_gives_up_at_deadline_but_refresh_continues() -> None:
@@ -55,27 +56,27 @@ async def test_waiter_gives_up_at_deadline_but_refresh_continues() -> None:
     started = loop.time()
     await cache.fresh(["a"], wait=0.2)
     assert loop.time() - started < 1.0
-    entry = cache.entries["a"]
-    assert entry.inflight is not None and entry.has_data
+    inflight = cache.inflight("a")
+    assert inflight is not None and cache.view("a").has_data and cache.view("a").refreshing
     gate.set()
-    await entry.inflight
-    assert collectors["a"].calls == 2 and entry.state is State.OK
+    await inflight
+    assert collectors["a"].calls == 2 and cache.view("a").state is Status.OK
 
 
 async def test_failure_keeps_last_good_families_and_records_error() -> None:
     cache, collectors, clock = make_cache("a", "b")
     await cache.fresh(["a", "b"], wait=5)
-    good = cache.entries["a"].families
+    good = cache.view("a").families
     generation_before = cache.generation
     clock.advance(61)
     collectors["a"].fail = "disk on fire"
     await cache.fresh(["a", "b"], wait=5)
-    entry = cache.entries["a"]
+    entry = cache.view("a")
     assert entry.families is good
-    assert entry.state is State.ERROR and entry.last_error == "RuntimeError: disk on fire"
+    assert entry.state is Status.ERROR and entry.last_error == "RuntimeError: disk on fire"
     assert entry.consecutive_failures == 1
-    assert entry.expires_at == clock.now + 30.0  # retried sooner than the interval
-    assert cache.entries["b"].state is State.OK and cache.entries["b"].refreshes["success"] == 2
+    assert entry.expires_at == clock.now().after(30.0)  # retried sooner than the interval
+    assert cache.view("b").state is Status.OK and cache.view("b").refreshes["success"] == 2
     assert cache.generation > generation_before
 
 
@@ -83,8 +84,8 @@ async def test_collector_timeout_is_a_failure_with_message() -> None:
     cache, collectors, _ = make_cache("a", timeout=0.1)
     collectors["a"].gate = asyncio.Event()
     await cache.fresh(["a"], wait=5)
-    entry = cache.entries["a"]
-    assert entry.state is State.ERROR and entry.last_error == "timed out after 0.1s"
+    entry = cache.view("a")
+    assert entry.state is Status.ERROR and entry.last_error == "timed out after 0.1s"
     assert entry.refreshes["timeout"] == 1 and not entry.has_data
 
 
@@ -92,8 +93,8 @@ async def test_not_applicable_is_not_a_failure() -> None:
     cache, collectors, _ = make_cache("a")
     collectors["a"].not_applicable = True
     await cache.fresh(["a"], wait=5)
-    entry = cache.entries["a"]
-    assert entry.state is State.NOT_APPLICABLE and entry.refreshes["not_applicable"] == 1
+    entry = cache.view("a")
+    assert entry.state is Status.NOT_APPLICABLE and entry.refreshes["not_applicable"] == 1
     assert entry.families == () and entry.consecutive_failures == 0
 
 
@@ -103,11 +104,12 @@ async def test_invalidate_expires_keeps_data_and_bumps_generation() -> None:
     generation = cache.generation
     cache.invalidate(["a"], refresh_now=False)
     assert cache.generation == generation + 1
-    assert cache.entries["a"].expired(clock.now) and cache.entries["a"].has_data
-    assert not cache.entries["b"].expired(clock.now)
+    assert cache.view("a").expired(clock.now()) and cache.view("a").has_data
+    assert not cache.view("b").expired(clock.now())
     assert collectors["a"].calls == 1
     cache.invalidate(["b"], refresh_now=True)
-    await cache.entries["b"].inflight  # type: ignore[misc]
+    await cache.inflight("b")  # type: ignore[misc]
+    assert not cache.view("b").refreshing
     assert collectors["b"].calls == 2
 
 
@@ -128,7 +130,7 @@ async def test_warm_up_collects_all_in_parallel() -> None:
     warm = asyncio.create_task(cache.warm_up())
     await asyncio.sleep(0.01)
     # All three are in flight at once before any is released.
-    assert all(cache.entries[n].inflight is not None for n in collectors)
+    assert all(cache.inflight(n) is not None for n in collectors)
     for gate in gates.values():
         gate.set()
     await warm
@@ -141,7 +143,7 @@ async def test_close_cancels_inflight_refreshes() -> None:
     task = cache.refresh("a")
     await asyncio.sleep(0.01)
     await cache.close()
-    assert task.cancelled() and cache.entries["a"].inflight is None
+    assert task.cancelled() and cache.inflight("a") is None
     assert cache.ensure_fresh(["a"]) == []
 
 
@@ -171,7 +173,7 @@ class ThreadSkipping(BlockingCollector):
 
 
 def unreadable_gauge(cache: MetricCache, name: str) -> float | None:
-    families = freshness_families(list(cache.entries.values()), cache.clock())
+    families = freshness_families(cache.views(), cache.clock.now())
     return value(families, "hwcache_collector_unreadable_items", collector=name)
 
 
@@ -183,10 +185,10 @@ async def test_skipped_items_are_counted_logged_once_and_the_rest_kept(
     cache = MetricCache([CacheEntry("a", collector, 60.0, 5.0)], FakeClock())
     with caplog.at_level(logging.INFO):
         await cache.fresh(["a"], wait=5)
-    entry = cache.entries["a"]
-    assert entry.state is State.OK and entry.series == 3 and entry.unreadable_items == 5
+    entry = cache.view("a")
+    assert entry.state is Status.OK and entry.samples == 3 and entry.unreadable_items == 5
     assert unreadable_gauge(cache, "a") == 5
-    stats = entry_stats(entry, cache.clock())
+    stats = entry_stats(entry, cache.clock.now())
     assert (stats["status"], stats["unreadable_items"]) == ("ok", 5)
     logged = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
     assert len(logged) == 1, logged
@@ -205,16 +207,16 @@ async def test_unreadable_items_follow_the_served_data() -> None:
     clock.advance(61)
     collector.fail = "bmc gone"  # a failed refresh keeps serving the data that skipped dev9
     await cache.fresh(["a"], wait=5)
-    assert cache.entries["a"].status(clock.now) == "error" and unreadable_gauge(cache, "a") == 1
+    assert cache.view("a").status(clock.now()) == "error" and unreadable_gauge(cache, "a") == 1
     clock.advance(61)
     collector.fail, collector.skips = None, []
     await cache.fresh(["a"], wait=5)
-    assert cache.entries["a"].status(clock.now) == "ok" and unreadable_gauge(cache, "a") == 0
+    assert cache.view("a").status(clock.now()) == "ok" and unreadable_gauge(cache, "a") == 0
     clock.advance(61)
     collector.not_applicable = True
     await cache.fresh(["a"], wait=5)
     assert (
-        cache.entries["a"].status(clock.now) == "not_applicable"
+        cache.view("a").status(clock.now()) == "not_applicable"
         and unreadable_gauge(cache, "a") == 0
     )
 
@@ -225,20 +227,20 @@ async def test_skips_of_a_timed_out_collection_do_not_count_for_the_next() -> No
     cache = MetricCache([CacheEntry("a", collector, 60.0, 0.2)], clock)
     collector.skips, collector.hang_after_skips = [("dev1", "garbled")], True
     await cache.fresh(["a"], wait=5)
-    assert cache.entries["a"].refreshes["timeout"] == 1
+    assert cache.view("a").refreshes["timeout"] == 1
     clock.advance(61)
     collector.skips, collector.hang_after_skips = [], False
     await cache.fresh(["a"], wait=5)
-    entry = cache.entries["a"]
-    assert entry.state is State.OK and entry.unreadable_items == 0
+    entry = cache.view("a")
+    assert entry.state is Status.OK and entry.unreadable_items == 0
 
 
 async def test_blocking_collector_skips_from_its_thread(caplog: pytest.LogCaptureFixture) -> None:
     cache = MetricCache([CacheEntry("rows", ThreadSkipping(CollectorContext()), 60.0, 5.0)])
     with caplog.at_level(logging.INFO):
         await cache.fresh(["rows"], wait=5)
-    entry = cache.entries["rows"]
-    assert entry.state is State.OK and entry.series == 1 and entry.unreadable_items == 1
+    entry = cache.view("rows")
+    assert entry.state is Status.OK and entry.samples == 1 and entry.unreadable_items == 1
     logged = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
     assert logged == [
         "collector rows: 1 unreadable item left out: row 2: odd row read in collect-ThreadSkipping"
@@ -272,7 +274,7 @@ async def test_invalidate_refresh_now_during_inflight_collects_again() -> None:
     gate.set()
     await asyncio.sleep(0.01)
     collectors["a"].gate = None
-    entry = cache.entries["a"]
-    if entry.inflight is not None:
-        await entry.inflight
+    inflight = cache.inflight("a")
+    if inflight is not None:
+        await inflight
     assert collectors["a"].calls == 3, "refresh=now joined a collection started before it"

@@ -228,7 +228,7 @@ async def test_concurrent_checks_of_the_same_credentials_share_one_bcrypt(
 
 def test_verified_cache_forgets_unused_entries_and_stays_bounded() -> None:
     clock = FakeClock()
-    cache = VerifiedCache(maxsize=2, ttl=600, timer=clock)
+    cache = VerifiedCache(maxsize=2, ttl=600, timer=clock.monotonic)
     cache.add(b"a", "alice", b"hash-a")
     for _ in range(3):  # in use every 5 minutes: kept however long that goes on
         clock.advance(300)

@@ -198,6 +198,6 @@ def test_end_to_end_hang_reports_timeout_and_leaves_no_orphans(tmp_path: Path) -
     args = ["--collector.disable-defaults", "--collector.gpu", "--collector.gpu.timeout=2s"]
     with run_exporter(args, tmp_path, env) as exp:
         stats = json.loads(exp.get("/cache/stats")[1])["collectors"]["gpu"]
-        assert stats["state"] == "error" and "timed out" in stats["last_error"], stats
+        assert stats["status"] == "error" and "timed out" in stats["last_error"], stats
         assert_gone(pidfile)
         assert scrape(exp)[key("hwcache_collector_success", collector="gpu")] == 0.0

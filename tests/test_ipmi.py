@@ -287,7 +287,7 @@ def test_end_to_end_through_the_exporter(tmp_path: Path) -> None:
     with run_exporter(args, tmp_path) as exporter:
         got = scrape(exporter)
         stats = json.loads(exporter.get("/cache/stats")[1])
-    assert stats["collectors"]["ipmi"]["state"] == "ok", stats["collectors"]["ipmi"]
+    assert stats["collectors"]["ipmi"]["status"] == "ok", stats["collectors"]["ipmi"]
     expected, states, _ = expected_sdr()
     for sample, value in expected.items():
         assert got[sample] == pytest.approx(value), sample

@@ -62,8 +62,8 @@ class Cache:
         return held
 
     def start(self, module: str, target: str) -> tuple[str, asyncio.Task[None]]:
-        entry = self.probes.entry(self.probes.config.modules[module], parse_target(target))
-        return entry.name, self.probes.cache.refresh(entry.name)
+        name = self.probes.entry(self.probes.config.modules[module], parse_target(target))
+        return name, self.probes.cache.refresh(name)
 
 
 async def test_lru_evicts_the_least_recently_probed_idle_target(tmp_path: Path) -> None:
@@ -75,7 +75,7 @@ async def test_lru_evicts_the_least_recently_probed_idle_target(tmp_path: Path) 
     # Probed again: 127.0.0.2 is now the least recently probed.
     cache.probes.entry(cache.probes.config.modules["b"], parse_target("127.0.0.1"))
     cache.start("b", "127.0.0.3")
-    assert set(cache.probes.cache.entries) == {"b/127.0.0.1", "b/127.0.0.3"}
+    assert set(cache.probes.cache.names) == {"b/127.0.0.1", "b/127.0.0.3"}
     assert cache.probes.evictions == 1
     await cache.probes.close()
 
@@ -127,7 +127,7 @@ async def test_refresh_is_jittered_within_the_interval(tmp_path: Path) -> None:
         name, task = cache.start("b", f"127.0.0.{i}")
         cache.held[name].release.set()
         await task
-        expiries.append(cache.probes.cache.entries[name].expires_at - cache.clock())
+        expiries.append(cache.probes.cache.view(name).expires_at.mono - cache.clock.monotonic())
     assert all(50 <= e <= 100 for e in expiries)
     assert len(set(expiries)) == 5
     await cache.probes.close()

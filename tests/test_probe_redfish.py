@@ -128,7 +128,7 @@ async def test_refused_login_is_an_error_and_the_password_never_shows(
     status, text = await setup.probe()
     assert status == 200
     assert sample(text, "hwcache_collector_success") == 0
-    entry = setup.probes.cache.entries[setup.key()]
+    entry = setup.probes.cache.view(setup.key())
     assert "login: HTTP 401 (check the credentials)" in (entry.last_error or "")
     stats = await (await setup.client.get("/cache/stats")).text()
     assert PASSWORD not in text + stats + caplog.text + repr(setup.probes.config)
@@ -143,7 +143,7 @@ async def test_500_keeps_the_last_good_data_as_stale(setup: Setup) -> None:
     assert sample(text, "hw_redfish_temperature_celsius", sensor="Inlet") == 23.5
     assert sample(text, "hwcache_collector_success") == 0
     assert sample(text, "hwcache_collector_stale") == 1
-    assert "HTTP 500" in (setup.probes.cache.entries[setup.key()].last_error or "")
+    assert "HTTP 500" in (setup.probes.cache.view(setup.key()).last_error or "")
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,7 @@ async def test_faults_on_the_root_fail_the_poll(setup: Setup, fault: str, error:
     assert status == 200
     assert sample(text, "hwcache_collector_success") == 0
     assert "hw_redfish_" not in text  # never succeeded: freshness only
-    assert error in (setup.probes.cache.entries[setup.key()].last_error or "")
+    assert error in (setup.probes.cache.view(setup.key()).last_error or "")
 
 
 @pytest.mark.parametrize("fault", ["malformed", "huge", "stream", "500"])
@@ -179,10 +179,10 @@ async def test_slow_bmc_answers_by_the_scrape_deadline_and_times_out(setup: Setu
     status, text = await setup.probe(**{"X-Prometheus-Scrape-Timeout-Seconds": "0.7"})
     assert status == 200
     assert "hw_redfish_" not in text
-    entry = setup.probes.cache.entries[setup.key()]
-    assert entry.inflight is not None  # the poll continues after the scrape gave up
-    await entry.inflight
-    assert "no answer within 1s" in (entry.last_error or "")
+    inflight = setup.probes.cache.inflight(setup.key())
+    assert inflight is not None  # the poll continues after the scrape gave up
+    await inflight
+    assert "no answer within 1s" in (setup.probes.cache.view(setup.key()).last_error or "")
     setup.fake.release.set()
 
 
@@ -213,7 +213,7 @@ async def test_refused_requests_make_no_connection(
     assert response.status == 400
     assert message in await response.text()
     assert not setup.fake.requests
-    assert not setup.probes.cache.entries
+    assert not setup.probes.cache.names
 
 
 async def test_an_evicted_target_is_logged_out(setup: Setup, aiohttp_server: ServerFactory) -> None:

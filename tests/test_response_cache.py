@@ -100,7 +100,7 @@ async def test_data_change_is_never_served_from_old_entry(aiohttp_client: Client
     await client.get("/metrics")
     assert (await client.get("/metrics")).headers["X-Hwcache-Response"] == "hit"
     cache.invalidate(["a"], refresh_now=True)
-    await cache.entries["a"].inflight
+    await cache.inflight("a")
     resp = await client.get("/metrics")
     assert resp.headers["X-Hwcache-Response"] == "miss"
     assert 'hw_test_a_value{device="dev0"} 2.0' in await resp.text()
@@ -150,7 +150,7 @@ def test_byte_bound_evicts_least_recently_used() -> None:
         return (("i", str(i)),), "text/plain", ""
 
     def rendered(size: int) -> Rendered:
-        return Rendered(b"x" * size, {"Content-Type": "text/plain"}, 0, clock.now + 100)
+        return Rendered(b"x" * size, {"Content-Type": "text/plain"}, 0, clock.monotonic() + 100)
 
     probe = ResponseCache(ttl=0, clock=clock)
     assert probe.put(key(0), rendered(800), 0)
@@ -285,7 +285,7 @@ async def test_data_changed_during_a_render_is_not_served_from_cache(
     scrape = asyncio.create_task(client.get("/metrics", headers=dots))
     assert await asyncio.to_thread(started.wait, 10)
     cache.invalidate(["a"], refresh_now=True)  # new data commits while the old renders
-    await cache.entries["a"].inflight
+    await cache.inflight("a")
     release.set()
     first = await scrape
     assert 'hw__test__a__value{device="dev0"} 1.0' in await first.text()
@@ -329,7 +329,7 @@ async def test_formats_are_rendered_only_when_asked(aiohttp_client: ClientFactor
     assert renders == {PROMETHEUS.body_key: 2, PLAIN.body_key: 2}  # once per collector
     # A data change renders the formats that collector was asked in: text only.
     cache.invalidate(["a"], refresh_now=True)
-    await cache.entries["a"].inflight
+    await cache.inflight("a")
     assert renders == {PROMETHEUS.body_key: 2, PLAIN.body_key: 3}
     resp = await client.get("/metrics", headers={"Accept": "text/plain"})
     assert 'hw_test_a_value{device="dev0"} 2.0' in await resp.text()

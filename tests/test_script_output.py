@@ -9,7 +9,8 @@ import pytest
 from collectors.base import CollectorContext
 from collectors.script import ScriptCollector
 from collectors.toolkit.runner import CommandRunner
-from exporter.cache import CacheEntry, MetricCache, State
+from exporter.cache import CacheEntry, MetricCache
+from exporter.entry import EntryView, Status
 from exporter.families import SCRIPT
 
 GOOD = '# HELP raid_ok Array health.\n# TYPE raid_ok gauge\nraid_ok{array="md0"} 1\n'
@@ -22,10 +23,10 @@ def script_entry(name: str, output: Path) -> CacheEntry:
     return CacheEntry(name, collector, interval=3600, timeout=10, namespace=SCRIPT)
 
 
-async def refresh(cache: MetricCache, name: str) -> CacheEntry:
+async def refresh(cache: MetricCache, name: str) -> EntryView:
     """Run one refresh of ``name`` to its end."""
     await cache.refresh(name)
-    return cache.entries[name]
+    return cache.view(name)
 
 
 BAD = {
@@ -56,14 +57,14 @@ async def test_bad_output_fails_the_refresh_and_keeps_the_last_data(
     out.write_text(GOOD)
     cache = MetricCache([script_entry("raid", out)])
     entry = await refresh(cache, "raid")
-    assert entry.state is State.OK
+    assert entry.state is Status.OK
     good = entry.families
     assert [f.name for f in good] == ["raid_ok"]
 
     out.write_bytes(output.encode("latin-1" if "\xff" in output else "utf-8"))
     cache.invalidate(["raid"], refresh_now=False)
     entry = await refresh(cache, "raid")
-    assert entry.state is State.ERROR
+    assert entry.state is Status.ERROR
     assert entry.last_error is not None and error in entry.last_error
     assert entry.families == good  # served as stale
 
@@ -73,9 +74,9 @@ async def test_a_family_another_script_serves_is_refused(tmp_path: Path) -> None
     first.write_text(GOOD)
     second.write_text(GOOD)
     cache = MetricCache([script_entry("raid_a", first), script_entry("raid_b", second)])
-    assert (await refresh(cache, "raid_a")).state is State.OK
+    assert (await refresh(cache, "raid_a")).state is Status.OK
     entry = await refresh(cache, "raid_b")
-    assert entry.state is State.ERROR
+    assert entry.state is Status.ERROR
     assert entry.last_error == "family raid_ok is already served by collector raid_a"
 
 
@@ -88,7 +89,7 @@ async def test_names_and_types_are_the_scripts(tmp_path: Path) -> None:
     )
     cache = MetricCache([script_entry("raid", out)])
     entry = await refresh(cache, "raid")
-    assert entry.state is State.OK, entry.last_error
+    assert entry.state is Status.OK, entry.last_error
     served = {s.name: (f.type, s.value) for f in entry.families for s in f.samples}
     assert served == {
         "raid_errors_total": ("counter", 3),
@@ -100,7 +101,7 @@ async def test_names_and_types_are_the_scripts(tmp_path: Path) -> None:
 async def test_a_failing_script_says_why(tmp_path: Path) -> None:
     cache = MetricCache([script_entry("raid", tmp_path / "missing.prom")])
     entry = await refresh(cache, "raid")
-    assert entry.state is State.ERROR
+    assert entry.state is Status.ERROR
     assert entry.last_error is not None
     assert "/bin/cat exited with status 1: " in entry.last_error
     assert "No such file or directory" in entry.last_error

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from exporter import __version__
-from exporter.cache import State
+from exporter.entry import Status
 from exporter.settings import CollectorSettings, Settings
 from exporter.snapshot import (
     FILENAME,
@@ -80,28 +80,30 @@ def test_malformed_sample_value_is_rejected() -> None:
 async def test_restored_fresh_entries_are_served_and_not_collected() -> None:
     doc = roundtrip(await filled_cache("a", "b"))
     cache, collectors, clock = owned_cache("a", "b")
-    report = await restore(cache, doc, {}, clock())
+    report = await restore(cache, doc, {}, clock.now())
     assert sorted(report.fresh) == ["test_a", "test_b"] and not report.expired
     original = [f for c in doc["collectors"].values() for f in c["families"]]
-    assert [encode_family(f) for e in cache.entries.values() for f in e.families] == original
+    assert [encode_family(f) for e in cache.views() for f in e.families] == original
     await cache.warm_up()
     assert cache.collections_started == 0 and all(c.calls == 0 for c in collectors.values())
-    assert cache.entries["test_a"].refreshes == {"success": 1}
-    assert cache.entries["test_a"].series == len(original[0]["samples"])
+    assert cache.view("test_a").refreshes == {"success": 1}
+    assert cache.view("test_a").samples == len(original[0]["samples"])
 
 
 async def test_shorter_interval_clamps_expiry_and_expired_entries_are_recollected() -> None:
     doc = roundtrip(await filled_cache("a", "b", interval=600.0))
     cache, collectors, clock = owned_cache("a", "b", interval=100.0)
     clock.advance(150)  # older than the new interval, younger than the old one
-    report = await restore(cache, doc, {}, clock())
-    entry = cache.entries["test_a"]
+    report = await restore(cache, doc, {}, clock.now())
+    entry = cache.view("test_a")
     assert report.expired == ["test_a", "test_b"]
-    assert entry.expires_at == entry.collected_at + 100.0  # type: ignore[operator]
-    assert entry.status(clock()) == "stale" and entry.has_data
+    assert entry.collected_at is not None
+    assert entry.expires_at == entry.collected_at.after(100.0)
+    assert entry.status(clock.now()) == "stale" and entry.has_data
     await cache.warm_up()
     assert cache.collections_started == 2 and collectors["test_a"].calls == 1
-    assert entry.refreshes == {"success": 2} and entry.expires_at == clock() + 100.0
+    entry = cache.view("test_a")
+    assert entry.refreshes == {"success": 2} and entry.expires_at == clock.now().after(100.0)
 
 
 async def test_failed_entry_serves_last_good_data_but_is_retried_at_start() -> None:
@@ -112,14 +114,14 @@ async def test_failed_entry_serves_last_good_data_but_is_retried_at_start() -> N
     await cache.fresh(["test_a"], wait=5)
     doc = roundtrip(cache)
     fresh_cache, fresh_collectors, fresh_clock = owned_cache("a")
-    fresh_clock.now = clock.now
-    await restore(fresh_cache, doc, {}, fresh_clock())
-    entry = fresh_cache.entries["test_a"]
-    assert entry.state is State.ERROR and entry.last_error == "RuntimeError: disk on fire"
-    assert entry.families and entry.expired(fresh_clock())
+    fresh_clock.advance(61)
+    await restore(fresh_cache, doc, {}, fresh_clock.now())
+    entry = fresh_cache.view("test_a")
+    assert entry.state is Status.ERROR and entry.last_error == "RuntimeError: disk on fire"
+    assert entry.families and entry.expired(fresh_clock.now())
     await fresh_cache.warm_up()
     assert fresh_collectors["test_a"].calls == 1
-    assert fresh_cache.entries["test_a"].state is State.OK
+    assert fresh_cache.view("test_a").state is Status.OK
 
 
 async def test_not_applicable_entry_is_restored_without_rescanning() -> None:
@@ -127,33 +129,33 @@ async def test_not_applicable_entry_is_restored_without_rescanning() -> None:
     collectors["test_a"].not_applicable = True
     await cache.warm_up()
     fresh_cache, fresh_collectors, _ = owned_cache("a")
-    report = await restore(fresh_cache, roundtrip(cache), {}, fresh_cache.clock())
+    report = await restore(fresh_cache, roundtrip(cache), {}, fresh_cache.clock.now())
     assert report.fresh == ["test_a"]
     await fresh_cache.warm_up()
     assert fresh_collectors["test_a"].calls == 0
-    assert fresh_cache.entries["test_a"].state is State.NOT_APPLICABLE
+    assert fresh_cache.view("test_a").state is Status.NOT_APPLICABLE
 
 
 async def test_disabled_changed_or_future_entries_are_skipped() -> None:
     doc = roundtrip(await filled_cache("a", "b", "gone"))
     doc["collectors"]["test_b"]["collected_at"] += 3600  # the clock went backwards since
     cache, _, clock = owned_cache("a", "b")
-    report = await restore(cache, doc, {"test_a": {"samples": "5"}}, clock())
+    report = await restore(cache, doc, {"test_a": {"samples": "5"}}, clock.now())
     assert report.skipped == {
         "test_a": "collector options changed",
         "test_b": "timestamps in the future (clock went backwards?)",
         "test_gone": "collector not enabled",
     }
-    assert not cache.entries["test_a"].has_data and not cache.entries["test_b"].has_data
+    assert not cache.view("test_a").has_data and not cache.view("test_b").has_data
 
 
 async def test_one_corrupt_entry_does_not_spoil_the_others() -> None:
     doc = roundtrip(await filled_cache("a", "b"))
     doc["collectors"]["test_a"]["families"][0]["samples"][0]["labels"] = ["not", "a", "dict"]
     cache, _, clock = owned_cache("a", "b")
-    report = await restore(cache, doc, {}, clock())
+    report = await restore(cache, doc, {}, clock.now())
     assert report.fresh == ["test_b"] and "test_a" in report.skipped
-    assert cache.entries["test_a"].families == () and cache.entries["test_a"].state is State.PENDING
+    assert cache.view("test_a").families == () and cache.view("test_a").state is Status.PENDING
 
 
 @pytest.mark.parametrize(
@@ -260,7 +262,7 @@ async def test_writer_coalesces_bursts_and_flushes_at_close(tmp_path: Path) -> N
     assert time.monotonic() - started < 0.5 and writer.writes == 2
     doc = parse_document(path.read_bytes(), CONTEXT)
     assert doc["collectors"]["a"]["refreshes"] == {"success": 2}
-    assert doc["collectors"]["a"]["expires_at"] == clock() + 60.0
+    assert doc["collectors"]["a"]["expires_at"] == clock.wall() + 60.0  # Unix time
 
 
 async def test_writer_failure_is_logged_not_raised(
@@ -274,10 +276,10 @@ async def test_writer_failure_is_logged_not_raised(
     assert writer.writes == 0 and "cannot write cache snapshot" in caplog.text
 
 
-def test_collector_options_are_recorded_per_entry() -> None:
+async def test_collector_options_are_recorded_per_entry() -> None:
     settings = CollectorSettings("a", 60.0, 5.0, {"samples": "5"})
     cache, _, _ = make_cache("a")
-    cache.entries["a"].state = State.OK
+    await cache.warm_up()
     doc = json.loads(snapshot_bytes(cache, {settings.name: settings.options}))
     assert doc["collectors"]["a"]["options"] == {"samples": "5"}
     assert doc["format"] == FORMAT and doc["exporter_version"] == __version__
@@ -303,7 +305,7 @@ def test_restart_serves_the_snapshot_without_collecting(tmp_path: Path) -> None:
         after = cache_stats(exporter)  # run_exporter waited for /-/ready: it is ready at once
         assert after["ready"] and after["collections_started"] == 0
         for name in ("cpu", "synthetic"):
-            for key in ("collected_at", "expires_at", "refreshes", "series"):
+            for key in ("collected_at", "expires_at", "refreshes", "samples"):
                 assert after["collectors"][name][key] == before["collectors"][name][key], key
         assert hw_lines(exporter) == served
         assert "2 fresh (cpu, synthetic), 0 expired" in exporter.logs()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import sys
@@ -15,8 +16,9 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily
 
 from collectors.registry import load_all
-from exporter.cache import CacheEntry, MetricCache, State
+from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import FakeClock
+from exporter.entry import Status
 from exporter.formats import PROMETHEUS
 from exporter.render import Renderer
 from exporter.snapshot import FILENAME, MAX_SIZE, SnapshotWriter
@@ -115,14 +117,15 @@ async def test_restore_refuses_what_a_refresh_could_not_serve(
     tamper(doc)
     cache, collectors, clock = owned_cache("a", "b")
     cache.prerender = Renderer().prerender
-    report = await restore(cache, doc, {}, clock())
+    report = await restore(cache, doc, {}, clock.now())
     assert report.fresh == ["test_b"] and list(report.refused) == ["test_a"]
     assert reason in report.refused["test_a"], report.refused
-    refused = cache.entries["test_a"]
-    assert refused.state is State.PENDING and refused.families == () and not refused.rendered
+    refused = cache.view("test_a")
+    assert refused.state is Status.PENDING and refused.families == () and not refused.rendered
     await cache.warm_up()
     assert collectors["test_a"].calls == 1 and collectors["test_b"].calls == 0
-    assert refused.status(clock()) == "ok" and refused.refreshes == {"success": 1}
+    refused = cache.view("test_a")
+    assert refused.status(clock.now()) == "ok" and refused.refreshes == {"success": 1}
 
 
 async def test_restore_refuses_a_family_another_collector_already_serves() -> None:
@@ -133,7 +136,7 @@ async def test_restore_refuses_a_family_another_collector_already_serves() -> No
     clock = FakeClock()
     entries = [CacheEntry(n, CountingCollector(n), 60.0, 5.0) for n in ("test_b", "test")]
     cache = MetricCache(entries, clock)
-    report = await restore(cache, doc, {}, clock())
+    report = await restore(cache, doc, {}, clock.now())
     assert report.fresh == ["test_b"]
     assert report.refused == {
         "test": "family hw_test_b_value is already served by collector test_b"
@@ -146,8 +149,8 @@ async def test_restored_entry_is_prerendered_like_a_refresh() -> None:
     renderer = Renderer()
     cache.prerender = renderer.prerender
     generation = cache.generation
-    assert (await restore(cache, doc, {}, clock())).fresh == ["test_a"]
-    entry = cache.entries["test_a"]
+    assert (await restore(cache, doc, {}, clock.now())).fresh == ["test_a"]
+    entry = cache.view("test_a")
     assert set(entry.rendered) == {PROMETHEUS.body_key} == set(renderer.renders)
     assert cache.generation > generation and entry.generation == cache.generation
 
@@ -174,10 +177,14 @@ async def test_snapshot_writer_encodes_families_off_the_event_loop(tmp_path: Pat
     samples = RecordingSamples(family.samples)
     samples.readers = set()
     family.samples = samples
-    entry = cache.entries["test_a"]
-    entry.families, entry.state, entry.collected_at = (family,), State.OK, clock()
+    checked = await cache.check("test_a", [family])  # reads the samples in a worker thread
+    samples.readers.clear()
+    ok = dataclasses.replace(checked, renders={})
+    cache.commit(
+        "test_a", ok, lambda v: dataclasses.replace(v, state=Status.OK, collected_at=clock.now())
+    )
     writer = SnapshotWriter(cache, tmp_path / FILENAME, CONTEXT, {})
-    writer.changed(entry)
+    writer.changed(cache.view("test_a"))
     await writer.close()
     assert writer.writes == 1
     assert samples.readers and threading.get_ident() not in samples.readers
@@ -219,7 +226,7 @@ def test_tampered_entries_are_refused_and_collected_afresh_others_restored(
     assert after["dmi"]["collected_at"] == before["dmi"]["collected_at"]
     for name in ("cpu", "disks", "memory"):
         assert after[name]["collected_at"] > before[name]["collected_at"], name
-        assert after[name]["state"] == "ok" and after[name]["refreshes"] == {"success": 1}
+        assert after[name]["status"] == "ok" and after[name]["refreshes"] == {"success": 1}
     assert not [line for line in lines if "hw_smart" in line]
     # Every family the exporter adds itself carries the reserved prefix.
     assert all(line.startswith(("#", "hw_", "hwcache_")) for line in lines if line)
@@ -243,7 +250,7 @@ def test_every_collectors_own_snapshot_is_restored_whole(tmp_path: Path) -> None
     with run_exporter(args, tmp_path) as exporter:
         before = cache_stats(exporter)["collectors"]
         stop(exporter)
-    with_data = sorted(n for n, c in before.items() if c["state"] in ("ok", "not_applicable"))
+    with_data = sorted(n for n, c in before.items() if c["status"] in ("ok", "not_applicable"))
     assert "smart" in with_data and "cpu" in with_data
     with run_exporter(args, tmp_path) as exporter:
         after = cache_stats(exporter)

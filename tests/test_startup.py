@@ -323,7 +323,7 @@ def test_startup_logs_what_is_not_there(tmp_path: Path) -> None:
         for name, tool in SKIPPED.items():
             assert lines_with(exporter.logs(), f"collector {name} skipped: {tool} is not installed")
         for name in NOT_APPLICABLE:
-            (line,) = lines_with(exporter.logs(), f"collector {name} not applicable here: ")
+            (line,) = lines_with(exporter.logs(), f"collector {name}: not_applicable: ")
             assert "level=info" in line and str(root) in line, line
         # A second "not applicable" result is not logged again.
         request = urllib.request.Request(
@@ -335,7 +335,7 @@ def test_startup_logs_what_is_not_there(tmp_path: Path) -> None:
         while dmi_refreshes(exporter.base) < 2:
             assert time.monotonic() < deadline, "the forced dmi refresh never finished"
             time.sleep(0.05)
-        assert len(lines_with(exporter.logs(), "collector dmi not applicable here")) == 1
+        assert len(lines_with(exporter.logs(), "collector dmi: not_applicable: ")) == 1
 
 
 def dmi_refreshes(base: str) -> int:

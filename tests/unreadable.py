@@ -14,7 +14,7 @@ def assert_unreadable(exporter: Exporter, collector: str, count: int, *reasons: 
     stats = json.loads(exporter.get("/cache/stats")[1])["collectors"][collector]
     assert got[key("hwcache_collector_success", collector=collector)] == 1
     assert got[key("hwcache_collector_unreadable_items", collector=collector)] == count
-    assert (stats["state"], stats["unreadable_items"]) == ("ok", count), stats
+    assert (stats["status"], stats["unreadable_items"]) == ("ok", count), stats
     lines = [
         line
         for line in exporter.logs().splitlines()

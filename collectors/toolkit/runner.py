@@ -247,9 +247,3 @@ class CommandRunner:
     def _kill_group(pgid: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-
-    def kill_all(self) -> None:
-        """Kill every running tool's process group (used at shutdown)."""
-        for pgid in list(self._live):
-            self._kill_group(pgid)
-            log.info("killed tool process group %d at shutdown", pgid)

@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.cache import CacheEntry
+from exporter.clock import Instant
+from exporter.entry import EntryView
 from exporter.handlers.probe import PROBES
 from exporter.handlers.targets import page_of, targets_stats
 from exporter.keys import CACHE, CLOCK, READY, RESPONSE_CACHE, SETTINGS
@@ -16,27 +17,30 @@ from exporter.keys import CACHE, CLOCK, READY, RESPONSE_CACHE, SETTINGS
 REFRESH_MODES = ("next", "now")
 
 
-def entry_stats(entry: CacheEntry, now: float) -> dict[str, Any]:
-    """JSON view of one collector's cache entry."""
+def _unix(instant: Instant | None) -> float | None:
+    return None if instant is None else instant.wall
+
+
+def entry_stats(entry: EntryView, now: Instant) -> dict[str, Any]:
+    """JSON view of one collector's cache entry (times as Unix time)."""
     return {
-        "status": entry.status(now),
-        "state": entry.state.value,
-        "refreshing": entry.inflight is not None,
+        "status": entry.status(now).value,
+        "refreshing": entry.refreshing,
         "interval_seconds": entry.interval,
         "timeout_seconds": entry.timeout,
-        "collected_at": entry.collected_at,
-        "expires_at": entry.expires_at,
-        "age_seconds": None if entry.collected_at is None else max(0.0, now - entry.collected_at),
-        "last_attempt_at": entry.last_attempt_at,
+        "collected_at": _unix(entry.collected_at),
+        "expires_at": entry.expires_at.wall,
+        "age_seconds": entry.age(now),
+        "last_attempt_at": _unix(entry.last_attempt_at),
         "duration_seconds": entry.duration,
         "last_error": entry.last_error,
         "consecutive_failures": entry.consecutive_failures,
         "refreshes": dict(sorted(entry.refreshes.items())),
-        "series": entry.series,
+        "samples": entry.samples,
         "unreadable_items": entry.unreadable_items,
         "families": len(entry.families),
         "generation": entry.generation,
-        "last_forced_at": entry.last_forced_at,
+        "last_forced_at": _unix(entry.last_forced_at),
     }
 
 
@@ -44,16 +48,16 @@ async def stats(request: web.Request) -> web.Response:
     """Per-collector cache state, remote targets (paged) and response-cache counters as JSON."""
     app = request.app
     page = page_of(request.query)
-    cache, now = app[CACHE], app[CLOCK]()
+    cache, now = app[CACHE], app[CLOCK].now()
     response_cache: dict[str, Any] = {"enabled": False}
     if app[SETTINGS].response_cache:
         response_cache = app[RESPONSE_CACHE].stats()
     body = {
-        "now": now,
+        "now": now.wall,
         "ready": app[READY].is_set(),
         "generation": cache.generation,
         "collections_started": cache.collections_started,
-        "collectors": {name: entry_stats(e, now) for name, e in cache.entries.items()},
+        "collectors": {view.name: entry_stats(view, now) for view in cache.views()},
         "skipped": dict(app[SETTINGS].skipped),
         "response_cache": response_cache,
     }
@@ -83,13 +87,13 @@ async def invalidate(request: web.Request) -> web.Response:
     refresh = request.query.get("refresh", "next")
     if refresh not in REFRESH_MODES:
         raise _json_error(web.HTTPBadRequest, f"refresh must be one of {', '.join(REFRESH_MODES)}")
-    names = list(dict.fromkeys(request.query.getall("collector", []))) or list(cache.entries)
+    names = list(dict.fromkeys(request.query.getall("collector", []))) or cache.names
     for name in names:
-        if name not in cache.entries:
+        if name not in cache:
             raise _json_error(
                 web.HTTPBadRequest,
                 f"unknown or disabled collector {name[:64]!r}",
-                enabled=list(cache.entries),
+                enabled=cache.names,
             )
     waits = {n: cache.forced_refresh_wait(n, settings.invalidate_min_interval) for n in names}
     limited = {n: w for n, w in waits.items() if w > 0}

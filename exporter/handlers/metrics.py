@@ -57,9 +57,9 @@ def select_collectors(wanted: Scrape, cache: MetricCache) -> list[str]:
     exclude = wanted.values("exclude[]")
     if collect and exclude:
         raise web.HTTPBadRequest(text="collect[] and exclude[] cannot be combined\n")
-    enabled = list(cache.entries)
+    enabled = cache.names
     for name in (*collect, *exclude):
-        if name not in cache.entries:
+        if name not in cache:
             raise web.HTTPBadRequest(
                 text=f"unknown or disabled collector {name[:64]!r}; "
                 f"enabled collectors: {', '.join(enabled)}\n"
@@ -90,10 +90,10 @@ async def render(request: web.Request, scrape: Scrape) -> Rendered:
     cache, settings = app[CACHE], app[SETTINGS]
     names = select_collectors(scrape, cache)
     await cache.fresh(names, scrape_wait(request, settings))
-    entries = [cache.entries[name] for name in names]
+    entries = cache.views(names)
     # Read on the loop before rendering: a refresh committed meanwhile is not in this body.
     generation = cache.generation
-    valid_until = min((e.expires_at for e in entries), default=app[CLOCK]())
+    valid_until = min((e.expires_at.mono for e in entries), default=app[CLOCK].monotonic())
     framework: list[Metric] = [
         *Freshness(entries, app[CLOCK]).collect(),
         *BUILD_INFO.collect(),

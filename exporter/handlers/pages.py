@@ -9,7 +9,8 @@ from aiohttp import web
 
 from collectors.toolkit.durations import format_duration
 from exporter import __version__
-from exporter.cache import CacheEntry, State
+from exporter.clock import Instant
+from exporter.entry import EntryView, Status
 from exporter.handlers.probe import PROBES
 from exporter.handlers.targets import by_status, worst_first
 from exporter.keys import CACHE, CLOCK, READY, SETTINGS
@@ -28,7 +29,8 @@ background:#fff}
 th{background:#f4f4f4;white-space:nowrap}
 .name,.status,.t{white-space:nowrap}td.num{text-align:right}
 .status{font-weight:600}.status span{padding:.05em .4em;border-radius:3px}
-.ok{color:#17803d}.stale,.refreshing,.pending{color:#8a4f00}
+.ok{color:#17803d}.stale,.pending{color:#8a4f00}
+tr.refreshing .status span::after{content:" \\21bb"}
 .error span{color:#fff;background:#c62828}
 .not_applicable,.skipped{color:#5f6368;font-weight:normal}
 .msg{min-width:16em;max-width:40em;overflow-wrap:anywhere}
@@ -56,10 +58,10 @@ _INACTIVE = {"not_applicable", "skipped"}
 TARGETS_SHOWN = 50  # the rest is in /cache/stats, paged
 
 
-def _when(timestamp: float | None) -> str:
-    if timestamp is None or timestamp <= 0:
+def _when(moment: Instant | None) -> str:
+    if moment is None or moment.wall <= 0:
         return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp))
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment.wall))
 
 
 def _seconds(value: float | None) -> str:
@@ -73,9 +75,15 @@ def _seconds(value: float | None) -> str:
 
 
 def _tr(
-    name: str, status: str, values: tuple[str, ...], message: str, kind: str, row: str = "collector"
+    name: str,
+    status: str,
+    values: tuple[str, ...],
+    message: str,
+    kind: str,
+    row: str = "collector",
+    busy: bool = False,
 ) -> str:
-    """One table row; ``kind`` is ``note`` (grey, informational) or ``err`` (red)."""
+    """One table row; ``kind`` is ``note`` (grey) or ``err`` (red); ``busy``: refreshing now."""
     label = status.replace("_", " ")
     cells = [
         f'<td class="name">{html.escape(name)}</td>',
@@ -83,45 +91,47 @@ def _tr(
         *(f'<td class="{cls}">{v}</td>' for cls, v in zip(_VALUE_CLASSES, values, strict=True)),
         f'<td class="msg {kind}">{html.escape(message)}</td>',
     ]
-    inactive = ' class="inactive"' if status in _INACTIVE else ""
-    return f'<tr id="{row}-{html.escape(name)}"{inactive}>{"".join(cells)}</tr>'
+    classes = [c for c, on in (("inactive", status in _INACTIVE), ("refreshing", busy)) if on]
+    attrs = f' class="{" ".join(classes)}"' if classes else ""
+    attrs += ' title="refreshing now"' if busy else ""
+    return f'<tr id="{row}-{html.escape(name)}"{attrs}>{"".join(cells)}</tr>'
 
 
-def _row(entry: CacheEntry, now: float, row: str = "collector") -> str:
-    age = None if entry.collected_at is None else now - entry.collected_at
+def _row(entry: EntryView, now: Instant, row: str = "collector") -> str:
     values = (
         _when(entry.collected_at),
-        _seconds(age),
+        _seconds(entry.age(now)),
         _when(entry.expires_at),
         _seconds(entry.duration),
         format_duration(entry.interval),
     )
     # "Not applicable here" (no such hardware) is a note, not a failure.
-    kind = "note" if entry.state is State.NOT_APPLICABLE else "err"
-    return _tr(entry.name, entry.status(now), values, entry.last_error or "", kind, row)
+    kind = "note" if entry.state is Status.NOT_APPLICABLE else "err"
+    message = entry.last_error or ""
+    return _tr(entry.name, entry.status(now), values, message, kind, row, entry.refreshing)
 
 
-def _targets(app: web.Application, now: float) -> str:
+def _targets(app: web.Application, now: Instant) -> str:
     """Remote targets: counts by status, then the first few (failing ones first)."""
     if PROBES not in app:
         return ""
     probes = app[PROBES]
-    entries = probes.cache.entries
+    views = probes.cache.views()
     counts = " · ".join(
-        f"{status.replace('_', ' ')} {n}" for status, n in by_status(entries, now).items()
+        f"{status.replace('_', ' ')} {n}" for status, n in by_status(views, now).items()
     )
-    shown = worst_first(entries, now, TARGETS_SHOWN)
-    rows = "\n".join(_row(entry, now, "target") for entry in shown)
+    shown = worst_first(views, now, TARGETS_SHOWN)
+    rows = "\n".join(_row(view, now, "target") for view in shown)
     more = ""
-    if len(entries) > len(shown):
+    if len(views) > len(shown):
         more = (
-            f"<p>{len(shown)} of {len(entries)} shown; all of them, paged: "
+            f"<p>{len(shown)} of {len(views)} shown; all of them, paged: "
             '<a href="/cache/stats?limit=100">/cache/stats</a>, failing ones: '
             '<a href="/cache/stats?status=error">?status=error</a></p>'
         )
     head = "".join(f'<th scope="col">{title}</th>' for title in ("Module/target", *_COLUMNS[1:]))
     return f"""<h2>Remote targets</h2>
-<p id="target-counts">{len(entries)} cached (at most {probes.config.max_targets}),
+<p id="target-counts">{len(views)} cached (at most {probes.config.max_targets}),
 {probes.evictions} evicted{": " + counts if counts else ""}</p>
 <div class="scroll" role="region" aria-label="Remote targets" tabindex="0">
 <table id="targets"><thead><tr>{head}</tr></thead>
@@ -134,9 +144,9 @@ def _targets(app: web.Application, now: float) -> str:
 async def landing(request: web.Request) -> web.Response:
     """Server-rendered page: link to /metrics and a live table of collectors."""
     app = request.app
-    cache, now, settings = app[CACHE], app[CLOCK](), app[SETTINGS]
+    cache, now, settings = app[CACHE], app[CLOCK].now(), app[SETTINGS]
     path = html.escape(settings.telemetry_path)
-    rows = [_row(entry, now) for entry in cache.entries.values()]
+    rows = [_row(view, now) for view in cache.views()]
     rows += [_tr(name, "skipped", ("",) * 5, why, "note") for name, why in settings.skipped]
     head = "".join(f'<th scope="col">{title}</th>' for title in _COLUMNS)
     page = f"""<!DOCTYPE html>

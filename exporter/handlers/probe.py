@@ -12,7 +12,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.cache import CacheEntry
+from exporter.clock import Instant
+from exporter.entry import EntryView
 from exporter.freshness import freshness_families
 from exporter.handlers.metrics import scrape_wait
 from exporter.keys import CLOCK, SETTINGS
@@ -47,7 +48,7 @@ def checked_probe(request: web.Request) -> tuple[ProbeModule, Target]:
 
 
 def target_freshness(
-    entry: CacheEntry, module: ProbeModule, target: Target, now: float
+    entry: EntryView, module: ProbeModule, target: Target, now: Instant
 ) -> list[Metric]:
     """``hwcache_collector_*`` for one target: labelled collector (driver), module and target."""
     labels = {"collector": module.driver, "module": module.name, "target": str(target)}
@@ -63,7 +64,7 @@ def cache_families(probes: ProbeCache) -> list[Metric]:
         GaugeMetricFamily(
             "hwcache_probe_targets",
             "Remote targets in the cache (bounded by max_targets).",
-            value=len(probes.cache.entries),
+            value=len(probes.cache),
         ),
         CounterMetricFamily(
             "hwcache_probe_evictions",
@@ -95,11 +96,11 @@ async def probe(request: web.Request) -> web.Response:
     app = request.app
     probes = app[PROBES]
     try:
-        entry = probes.entry(module, target)
+        name = probes.entry(module, target)
     except ProbeBusy as exc:
         raise web.HTTPServiceUnavailable(text=f"{exc}; try again later\n") from None
-    await probes.cache.fresh([entry.name], scrape_wait(request, app[SETTINGS]))
-    now = app[CLOCK]()
+    await probes.cache.fresh([name], scrape_wait(request, app[SETTINGS]))
+    now, entry = app[CLOCK].now(), probes.cache.view(name)
     families = [
         *entry.families,
         *target_freshness(entry, module, target, now),

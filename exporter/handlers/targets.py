@@ -5,20 +5,21 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from exporter.cache import CacheEntry
+from exporter.clock import Instant
+from exporter.entry import EntryView, Status
 from exporter.probe_cache import ProbeCache
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-STATUSES = ("refreshing", "ok", "stale", "error", "pending", "not_applicable")
+STATUSES = tuple(Status)
 # The landing page lists problems first: a failing BMC among thousands must be visible.
-STATUS_ORDER = {"error": 0, "stale": 1, "pending": 2, "refreshing": 3, "ok": 4}
+STATUS_ORDER = {Status.ERROR: 0, Status.STALE: 1, Status.PENDING: 2, Status.OK: 3}
 
 
 @dataclass(frozen=True)
@@ -51,36 +52,38 @@ def split_name(name: str) -> tuple[str, str]:
     return module, target
 
 
-def by_status(entries: Mapping[str, CacheEntry], now: float) -> dict[str, int]:
+def by_status(views: Iterable[EntryView], now: Instant) -> dict[str, int]:
     """How many targets are in each status."""
-    return dict(sorted(Counter(e.status(now) for e in entries.values()).items()))
+    return dict(sorted(Counter(v.status(now).value for v in views).items()))
 
 
-EntryStats = Callable[[CacheEntry, float], dict[str, Any]]
+EntryStats = Callable[[EntryView, Instant], dict[str, Any]]
 
 
-def targets_stats(probes: ProbeCache, now: float, page: Page, stats: EntryStats) -> dict[str, Any]:
+def targets_stats(
+    probes: ProbeCache, now: Instant, page: Page, stats: EntryStats
+) -> dict[str, Any]:
     """The summary and one page of targets, sorted by name; ``stats`` renders one entry."""
-    entries = probes.cache.entries
-    names = sorted(n for n, e in entries.items() if page.status in (None, e.status(now)))
+    views = probes.cache.views()
+    chosen = sorted(
+        (v for v in views if page.status in (None, v.status(now))), key=lambda v: v.name
+    )
     items = {}
-    for name in names[page.offset : page.offset + page.limit]:
-        module, target = split_name(name)
-        items[name] = {"module": module, "target": target, **stats(entries[name], now)}
+    for view in chosen[page.offset : page.offset + page.limit]:
+        module, target = split_name(view.name)
+        items[view.name] = {"module": module, "target": target, **stats(view, now)}
     return {
-        "total": len(entries),
+        "total": len(views),
         "max_targets": probes.config.max_targets,
         "evictions": probes.evictions,
-        "by_status": by_status(entries, now),
-        "matching": len(names),
+        "by_status": by_status(views, now),
+        "matching": len(chosen),
         "offset": page.offset,
         "limit": page.limit,
         "items": items,
     }
 
 
-def worst_first(entries: Mapping[str, CacheEntry], now: float, limit: int) -> list[CacheEntry]:
+def worst_first(views: Iterable[EntryView], now: Instant, limit: int) -> list[EntryView]:
     """The first ``limit`` targets, failing ones first, then by name."""
-    return heapq.nsmallest(
-        limit, entries.values(), key=lambda e: (STATUS_ORDER.get(e.status(now), 5), e.name)
-    )
+    return heapq.nsmallest(limit, views, key=lambda v: (STATUS_ORDER.get(v.status(now), 4), v.name))
