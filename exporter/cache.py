@@ -117,21 +117,15 @@ class MetricCache:
             entry.view = replace(entry.view, refreshing=True)
         return entry.inflight
 
-    def ensure_fresh(self, names: Iterable[str]) -> list[asyncio.Task[None]]:
-        """Start refreshes for expired entries; return every in-flight refresh among ``names``."""
-        now = self.clock.now()
-        tasks = []
+    async def fresh(self, names: Iterable[str], wait: float) -> None:
+        """Refresh what is due among ``names``, waiting at most ``wait`` seconds for it."""
+        now, tasks = self.clock.now(), []
         for name in names:
             entry = self._entries[name]
             if entry.inflight is None and entry.view.expired(now) and not self._closed:
                 self.refresh(name)
             if entry.inflight is not None:
                 tasks.append(entry.inflight)
-        return tasks
-
-    async def fresh(self, names: Sequence[str], wait: float) -> None:
-        """Refresh what is due among ``names``, waiting at most ``wait`` seconds for it."""
-        tasks = self.ensure_fresh(names)
         if tasks and wait > 0:
             # asyncio.wait never cancels them: a scrape that gives up leaves refreshes running.
             await asyncio.wait(tasks, timeout=wait)
@@ -172,27 +166,20 @@ class MetricCache:
 
     async def check(self, name: str, families: Sequence[object], restored: bool = False) -> Checked:
         """Validate and pre-render families in a worker thread; FamilyError if unservable."""
-        namespace = self._entries[name].namespace
+        namespace, prerender, given = self._entries[name].namespace, self.prerender, tuple(families)
         # Restored families did not come from the collector's code: they must be ones it owns.
         prefixes = namespace.owned(name) if restored else None
-        return await asyncio.to_thread(
-            self._check_blocking, name, tuple(families), prefixes, namespace
-        )
 
-    def _check_blocking(
-        self,
-        name: str,
-        families: tuple[object, ...],
-        prefixes: tuple[str, ...] | None,
-        namespace: Namespace,
-    ) -> Checked:
-        check_families(families, prefixes, namespace)
-        valid = tuple(f for f in families if isinstance(f, Metric))
-        try:
-            renders = self.prerender(name, valid) if self.prerender is not None else {}
-        except Exception as exc:
-            raise FamilyError(f"cannot be exposed: {type(exc).__name__}: {exc}") from exc
-        return Checked(valid, renders, sum(len(f.samples) for f in valid))
+        def blocking() -> Checked:
+            check_families(given, prefixes, namespace)
+            valid = tuple(f for f in given if isinstance(f, Metric))
+            try:
+                renders = prerender(name, valid) if prerender is not None else {}
+            except Exception as exc:
+                raise FamilyError(f"cannot be exposed: {type(exc).__name__}: {exc}") from exc
+            return Checked(valid, renders, sum(len(f.samples) for f in valid))
+
+        return await asyncio.to_thread(blocking)
 
     def commit(self, name: str, checked: Checked, stamp: Callable[[EntryView], EntryView]) -> None:
         """Store checked families (refresh or restore) unless another collector serves one.
@@ -247,9 +234,8 @@ class MetricCache:
         if result is Result.NOT_APPLICABLE:
             if view.state is not Status.NOT_APPLICABLE:
                 log.info("collector %s: not_applicable: %s", view.name, error)
-            return replace(
-                view, state=Status.NOT_APPLICABLE, families=(), samples=0, unreadable_items=0
-            )
+            na = Status.NOT_APPLICABLE
+            return replace(view, state=na, families=(), samples=0, unreadable_items=0)
         log.warning("collector %s: error: %s; serving the last good data", view.name, error)
         failures = view.consecutive_failures + 1
         return replace(view, state=Status.ERROR, consecutive_failures=failures)
@@ -260,7 +246,7 @@ class MetricCache:
             return now.after(view.interval)
         return now.after(min(view.interval, self.error_retry_interval))
 
-    def invalidate(self, names: Iterable[str], refresh_now: bool, forced: bool = True) -> None:
+    def invalidate(self, names: Iterable[str], refresh_now: bool) -> None:
         """Expire entries (keeping their data as stale); optionally refresh them now.
 
         A refresh already in flight started before the request, so its data does not count:
@@ -270,9 +256,7 @@ class MetricCache:
         for name in names:
             entry = self._entries[name]
             entry.invalidations += 1
-            forced_at = now if forced else entry.view.last_forced_at
-            view = replace(entry.view, expires_at=now, last_forced_at=forced_at)
-            self._publish(entry, view, {})
+            self._publish(entry, replace(entry.view, expires_at=now, last_forced_at=now), {})
             if refresh_now and not self._closed:
                 if entry.inflight is None:
                     self.refresh(name)

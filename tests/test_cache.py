@@ -144,7 +144,8 @@ async def test_close_cancels_inflight_refreshes() -> None:
     await asyncio.sleep(0.01)
     await cache.close()
     assert task.cancelled() and cache.inflight("a") is None
-    assert cache.ensure_fresh(["a"]) == []
+    await cache.fresh(["a"], wait=5)  # closed: no new refresh starts
+    assert cache.inflight("a") is None and collectors["a"].calls == 1
 
 
 class Skipping(CountingCollector):
