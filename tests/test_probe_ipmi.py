@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -163,6 +167,45 @@ def test_wrong_password_is_a_clear_failure_without_the_password(tmp_path: Path) 
         assert len(runs) == 1 and runs[0].endswith("sdr elist")  # sensors failed: no DCMI, SEL
         for place in (runs[0], body.decode(), stats.decode(), exporter.logs()):
             assert WRONG not in place and PASSWORD not in place
+
+
+def ipmitool_processes(port: int) -> list[psutil.Process]:
+    """Live processes running ipmitool (or its wrapper) against loopback ``port``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        live = proc.info["status"] != psutil.STATUS_ZOMBIE
+        if live and "ipmitool" in " ".join(cmdline) and f"-p {port} " in " ".join(cmdline) + " ":
+            found.append(proc)
+    return found
+
+
+def test_shutdown_kills_the_ipmitool_of_a_poll_in_flight(tmp_path: Path) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a BMC that never answers
+    silent.bind(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    wrapper = logging_ipmitool(tmp_path)
+    with (
+        silent,
+        run_exporter(
+            ["--collector.disable-defaults", f"--config.file={probe_config(tmp_path, port)}"],
+            tmp_path,
+            env={**wrapper.env(), "BMC_WRONG_PASSWORD": WRONG},
+        ) as exporter,
+    ):
+        headers = {"X-Prometheus-Scrape-Timeout-Seconds": "1"}
+        status, body = exporter.get(f"/probe?module=bmc&target=127.0.0.1:{port}", headers)
+        assert status == 200, body  # answered by the deadline; the poll goes on
+        deadline = time.monotonic() + 20
+        while len(running := ipmitool_processes(port)) < 2:  # the wrapper and ipmitool
+            assert time.monotonic() < deadline, "ipmitool never started"
+            time.sleep(0.05)
+        started = time.monotonic()
+        exporter.proc.send_signal(signal.SIGTERM)
+        assert exporter.proc.wait(timeout=15) == 0
+        assert time.monotonic() - started < 10  # ipmitool alone would retry for 20 s
+        gone, alive = psutil.wait_procs(running, timeout=5)
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], alive
 
 
 def collector(
