@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorError, NotApplicable, read_text
+from collectors.nvme_health import FIELDS, HealthLog, health_families
 from collectors.nvme_list import parse_list
 from collectors.registry import register
 from collectors.toolkit.errors import ToolError
@@ -24,7 +25,6 @@ from collectors.toolkit.tools import Tool, run_tool, says_denied
 log = logging.getLogger(__name__)
 
 WORKERS = 4
-DATA_UNIT_BYTES = 1000 * 512
 # NVMe reports Kelvin; nvme-cli and smartctl both print K - 273, so hw_nvme_* matches them.
 KELVIN = 273
 NVME = Tool(
@@ -34,62 +34,6 @@ NVME = Tool(
     answers="the controller",
 )
 STATES = ("live", "connecting", "resetting", "deleting", "deleting (no IO)", "dead", "new")
-
-# (metric name, counter?, smart-log key, scale to base unit, help)
-FIELDS: tuple[tuple[str, bool, str, float, str], ...] = (
-    ("hw_nvme_critical_warning", False, "critical_warning", 1, "Critical warning bit field."),
-    ("hw_nvme_available_spare_ratio", False, "avail_spare", 0.01, "Available spare (0-1)."),
-    (
-        "hw_nvme_available_spare_threshold_ratio",
-        False,
-        "spare_thresh",
-        0.01,
-        "Available spare threshold (0-1).",
-    ),
-    (
-        "hw_nvme_percentage_used_ratio",
-        False,
-        "percent_used",
-        0.01,
-        "Vendor estimate of endurance used (may exceed 1).",
-    ),
-    ("hw_nvme_data_read_bytes", True, "data_units_read", DATA_UNIT_BYTES, "Data read."),
-    ("hw_nvme_data_written_bytes", True, "data_units_written", DATA_UNIT_BYTES, "Data written."),
-    ("hw_nvme_host_read_commands", True, "host_read_commands", 1, "Read commands completed."),
-    ("hw_nvme_host_write_commands", True, "host_write_commands", 1, "Write commands completed."),
-    (
-        "hw_nvme_controller_busy_seconds",
-        True,
-        "controller_busy_time",
-        60,
-        "Time the controller was busy with I/O.",
-    ),
-    ("hw_nvme_power_cycles", True, "power_cycles", 1, "Power cycles."),
-    (
-        "hw_nvme_power_on_seconds",
-        False,
-        "power_on_hours",
-        3600,
-        "Power-on time (drive lifetime, hour resolution).",
-    ),
-    ("hw_nvme_unsafe_shutdowns", True, "unsafe_shutdowns", 1, "Unsafe shutdowns."),
-    ("hw_nvme_media_errors", True, "media_errors", 1, "Media and data integrity errors."),
-    ("hw_nvme_error_log_entries", True, "num_err_log_entries", 1, "Error log entries."),
-    (
-        "hw_nvme_warning_temperature_seconds",
-        True,
-        "warning_temp_time",
-        60,
-        "Time above the warning composite temperature threshold.",
-    ),
-    (
-        "hw_nvme_critical_temperature_seconds",
-        True,
-        "critical_comp_time",
-        60,
-        "Time above the critical composite temperature threshold.",
-    ),
-)
 
 
 @dataclass
@@ -215,7 +159,6 @@ class NvmeCollector(Collector):
             raise NVME.unusable(what, exc) from exc
 
     def _families(self, controllers: Sequence[Controller]) -> list[Metric]:
-        dev = ["device"]
         info = InfoMetricFamily(
             "hw_nvme", "NVMe controller identity.", labels=["device", "model", "serial", "firmware"]
         )
@@ -225,24 +168,9 @@ class NvmeCollector(Collector):
             labels=["device", "state"],
         )
         readable = GaugeMetricFamily(
-            "hw_nvme_smart_log_readable", "1 if nvme smart-log succeeded.", labels=dev
+            "hw_nvme_smart_log_readable", "1 if nvme smart-log succeeded.", labels=["device"]
         )
-        temperature = GaugeMetricFamily(
-            "hw_nvme_temperature_celsius", "Composite temperature.", labels=dev
-        )
-        sensors = GaugeMetricFamily(
-            "hw_nvme_temperature_sensor_celsius",
-            "Temperature sensor reading.",
-            labels=["device", "sensor"],
-        )
-        fields: list[tuple[GaugeMetricFamily | CounterMetricFamily, str, float]] = [
-            (
-                (CounterMetricFamily if counter else GaugeMetricFamily)(name, doc, labels=dev),
-                key,
-                scale,
-            )
-            for name, counter, key, scale, doc in FIELDS
-        ]
+        logs = []
         for ctrl in controllers:
             info.add_metric(
                 [ctrl.name],
@@ -252,18 +180,24 @@ class NvmeCollector(Collector):
                 for name in (*STATES, *(() if ctrl.state in STATES else (ctrl.state,))):
                     state.add_metric([ctrl.name, name], float(name == ctrl.state))
             readable.add_metric([ctrl.name], float(ctrl.log is not None))
-            if ctrl.log is None:
-                continue
-            kelvin = _number(ctrl.log.get("temperature"))
-            if kelvin:
-                temperature.add_metric([ctrl.name], kelvin - KELVIN)
-            for key, value in ctrl.log.items():
-                match = re.fullmatch(r"temperature_sensor_(\d+)", key)
-                reading = _number(value)
-                if match and reading:
-                    sensors.add_metric([ctrl.name, match.group(1)], reading - KELVIN)
-            for family, key, scale in fields:
-                number = _number(ctrl.log.get(key))
-                if number is not None:
-                    family.add_metric([ctrl.name], number * scale)
-        return [info, state, readable, temperature, sensors, *(f for f, _, _ in fields)]
+            if ctrl.log is not None:
+                logs.append(health_log(ctrl.name, ctrl.log))
+        return [info, state, readable, *health_families(logs)]
+
+
+def health_log(device: str, doc: dict[str, Any]) -> HealthLog:
+    """The health log of ``nvme smart-log -o json`` in base units."""
+    log = HealthLog(device)
+    kelvin = _number(doc.get("temperature"))
+    if kelvin:
+        log.temperature = kelvin - KELVIN
+    for key, value in doc.items():
+        match = re.fullmatch(r"temperature_sensor_(\d+)", key)
+        reading = _number(value)
+        if match and reading:
+            log.sensors[match.group(1)] = reading - KELVIN
+    for health in FIELDS:
+        number = _number(doc.get(health.nvme_cli))
+        if number is not None:
+            log.values[health.metric] = number * health.scale
+    return log

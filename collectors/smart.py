@@ -76,7 +76,8 @@ READ_ARGS = (
         CollectorOption(
             "nvme-health",
             "auto",
-            "export NVMe health as hw_smart_nvme_* (auto: only when nvme-cli is not installed)",
+            "export the NVMe health log as hw_nvme_* from smartctl (auto: only when nvme-cli "
+            "is not installed; otherwise the nvme collector exports the same series)",
             Choice(("auto", "true", "false")),
         ),
     ),

@@ -9,11 +9,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import SkipItem
+from collectors.nvme_health import FIELDS, HealthLog, controller, health_families
 from collectors.smart_devices import wwn
 from collectors.smart_parse import DeviceResult, Unreadable, finite, number, section, text
 from collectors.smart_selftest import selftest_families
-
-DATA_UNIT = 1000 * 512  # NVMe data units
 
 
 def power_on_seconds(doc: dict[str, Any]) -> float | None:
@@ -70,18 +69,6 @@ SCALARS: tuple[Spec, ...] = (
         1,
         "SCSI accumulated load-unload cycles.",
     ),
-)
-# hw_smart_nvme_<name>, only when the nvme collector does not cover them (docs/collectors/nvme.md).
-NVME_SCALARS: tuple[tuple[str, str, float, str], ...] = (
-    ("critical_warning", "critical_warning", 1, "critical warning bits."),
-    ("available_spare_ratio", "available_spare", 0.01, "available spare (0-1)."),
-    ("available_spare_threshold_ratio", "available_spare_threshold", 0.01, "spare threshold."),
-    ("percentage_used_ratio", "percentage_used", 0.01, "endurance used (may exceed 1)."),
-    ("data_read_bytes_total", "data_units_read", DATA_UNIT, "data read."),
-    ("data_written_bytes_total", "data_units_written", DATA_UNIT, "data written."),
-    ("media_errors_total", "media_errors", 1, "media and data integrity errors."),
-    ("unsafe_shutdowns_total", "unsafe_shutdowns", 1, "unsafe shutdowns."),
-    ("error_log_entries_total", "num_err_log_entries", 1, "error information log entries."),
 )
 ATTRIBUTES = (
     ("value", "value", "normalized value"),
@@ -169,8 +156,8 @@ def build_families(
             "protocol",
         ],
     )
-    nvme = [(f"hw_smart_nvme_{n}", f"{NV}.{p}", k, f"NVMe {h}") for n, p, k, h in NVME_SCALARS]
-    scalars = [_scalar(spec) for spec in (*SCALARS, *(nvme if nvme_health else ()))]
+    scalars = [_scalar(spec) for spec in SCALARS]
+    health: list[HealthLog] = []
     attr_labels = ("device", "attribute_id", "attribute_name")
     attributes = [
         (key, _gauge(f"hw_smart_attribute_{key}", f"ATA SMART attribute {doc}.", attr_labels))
@@ -196,6 +183,8 @@ def build_families(
         for name, family, extract in scalars:
             if (value := _read(extract, doc, f"{device} {name}", skip)) is not None:
                 family.add_metric([device], value)
+        if nvme_health and NV in doc:
+            health.append(nvme_health_log(device, section(doc, NV), skip))
         table = section(doc, "ata_smart_attributes").get("table")
         seen: set[tuple[str, ...]] = set()
         for attr in table if isinstance(table, list) else []:
@@ -226,4 +215,22 @@ def build_families(
         *(gauge for _, gauge in attributes),
         *(counter for _, counter in scsi),
         *selftest_families(results, skip),
+        *(health_families(health) if nvme_health else ()),
     ]
+
+
+def nvme_health_log(device: str, log: dict[str, Any], skip: SkipItem) -> HealthLog:
+    """smartctl's NVMe health log as the nvme collector exports it (``hw_nvme_*``)."""
+    health = HealthLog(controller(device))
+    where = f"{device} nvme health"
+    health.temperature = _read(_at("temperature"), log, f"{where} temperature", skip)
+    sensors = log.get("temperature_sensors")
+    for index, reading in enumerate(sensors if isinstance(sensors, list) else [], 1):
+        value = _read(lambda v: v if isinstance(v, int | float) else None, reading, where, skip)
+        if value is not None:
+            health.sensors[str(index)] = value
+    for field in FIELDS:
+        value = _read(_at(field.smartctl, field.scale), log, f"{where} {field.smartctl}", skip)
+        if value is not None:
+            health.values[field.metric] = value
+    return health

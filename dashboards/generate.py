@@ -26,11 +26,6 @@ HDD_SECTORS = (
 SATA_WEAR = "Wear_Leveling_Count|Media_Wearout_Indicator|Percent_Lifetime_Remain|SSD_Life_Left"
 
 
-def nvme(suffix: str, where: str = SEL) -> str:
-    """An NVMe health field from the nvme collector, else the smart collector's copy."""
-    return f"(hw_nvme_{suffix}{{{where}}} or hw_smart_nvme_{suffix}{{{where}}})"
-
-
 def fleet() -> list[tuple[Json, int, int]]:
     """Hosts, failing and stale collectors, cache age."""
     return [
@@ -154,7 +149,7 @@ def disks() -> list[tuple[Json, int, int]]:
             stat(
                 "NVMe critical warnings",
                 "NVMe controllers with a non-zero critical warning bit field.",
-                f"sum({nvme('critical_warning')} > bool 0)",
+                f"sum(hw_nvme_critical_warning{{{SEL}}} > bool 0)",
             ),
             6,
             4,
@@ -220,7 +215,7 @@ def disks() -> list[tuple[Json, int, int]]:
             bargauge(
                 "SSD wear",
                 "NVMe percentage used (100% = rated endurance reached; may exceed it) or, for SATA SSDs, 1 - the normalised wear attribute.",
-                f'{nvme("percentage_used_ratio")} or (1 - hw_smart_attribute_value{{{SEL},attribute_name=~"{SATA_WEAR}"}} / 100)',
+                f'hw_nvme_percentage_used_ratio{{{SEL}}} or (1 - hw_smart_attribute_value{{{SEL},attribute_name=~"{SATA_WEAR}"}} / 100)',
                 "{{instance}} {{device}}",
                 "percentunit",
                 AMBER_RED,
@@ -233,7 +228,7 @@ def disks() -> list[tuple[Json, int, int]]:
             bargauge(
                 "NVMe available spare",
                 "Spare capacity left; the controller warns below its threshold (usually 10%).",
-                nvme("available_spare_ratio"),
+                f"hw_nvme_available_spare_ratio{{{SEL}}}",
                 "{{instance}} {{device}}",
                 "percentunit",
                 [
@@ -251,9 +246,9 @@ def disks() -> list[tuple[Json, int, int]]:
                 "NVMe errors",
                 "Media and data integrity errors, critical warning bits and unsafe shutdowns per controller.",
                 [
-                    ("media errors", nvme("media_errors_total")),
-                    ("critical warning", nvme("critical_warning")),
-                    ("unsafe shutdowns", nvme("unsafe_shutdowns_total")),
+                    ("media errors", f"hw_nvme_media_errors_total{{{SEL}}}"),
+                    ("critical warning", f"hw_nvme_critical_warning{{{SEL}}}"),
+                    ("unsafe shutdowns", f"hw_nvme_unsafe_shutdowns_total{{{SEL}}}"),
                 ],
             ),
             12,
@@ -263,7 +258,7 @@ def disks() -> list[tuple[Json, int, int]]:
             timeseries(
                 "NVMe temperature",
                 "Composite temperature of each NVMe controller.",
-                [(nvme("temperature_celsius"), "{{instance}} {{device}}")],
+                [(f"hw_nvme_temperature_celsius{{{SEL}}}", "{{instance}} {{device}}")],
                 "celsius",
             ),
             12,

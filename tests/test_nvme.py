@@ -19,11 +19,13 @@ from prometheus_client.metrics_core import Metric
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.nvme import NvmeCollector
 from collectors.registry import load_all
+from collectors.smart_families import build_families
+from collectors.smart_parse import classify
 from collectors.toolkit.runner import CommandRunner
 from exporter.main import drop_missing_tools
 from tests.exposition import key, scrape, value
 from tests.processes import no_orphans_after
-from tests.support import REPO, SYSFS, fake_path, run_exporter
+from tests.support import REPO, SMARTCTL, SYSFS, fake_path, run_exporter
 
 NVME_FIXTURES = REPO / "tests" / "fixtures" / "nvme"
 # The fakes run under this interpreter: much faster to start than a pyenv shim.
@@ -191,3 +193,29 @@ def test_end_to_end_through_the_exporter(tmp_path: Path) -> None:
         assert got[key("hw_nvme_critical_warning", device=ctrl)] == log["critical_warning"]
         assert got[key("hw_nvme_percentage_used_ratio", device=ctrl)] == log["percent_used"] / 100
         assert got[key("hw_nvme_media_errors_total", device=ctrl)] == log["media_errors"]
+
+
+async def test_smartctl_and_nvme_cli_export_one_set_of_names_and_labels() -> None:
+    """The health log has the same families, types, help and labels whichever tool read it."""
+    from_cli = await collect()
+    capture = SMARTCTL / "nvme-null-SAMSUNG_MZPLL3T2HAJQ-00005-nvme1.json"
+    result = classify("nvme1", 0, capture.read_bytes(), b"")
+    skipped: list[str] = []
+    from_smartctl = build_families([result], True, lambda item, why: skipped.append(item))
+    assert skipped == []
+
+    def shape(families: Sequence[Metric]) -> dict[str, tuple[str, str, frozenset[str]]]:
+        return {
+            f.name: (f.type, f.documentation, frozenset(k for s in f.samples for k in s.labels))
+            for f in families
+            if f.name.startswith("hw_nvme")
+        }
+
+    cli, smartctl = shape(from_cli), shape(from_smartctl)
+    inventory = {"hw_nvme", "hw_nvme_controller_state", "hw_nvme_smart_log_readable"}
+    assert set(cli) - set(smartctl) == inventory  # nvme-cli and sysfs only
+    assert {name: cli[name] for name in smartctl} == smartctl
+    assert devices(from_smartctl, "hw_nvme_critical_warning") == ["nvme1"]
+    sensors = [s.value for f in from_smartctl for s in f.samples if s.labels.get("sensor")]
+    doc = json.loads(capture.read_text())["nvme_smart_health_information_log"]
+    assert sensors == doc["temperature_sensors"]

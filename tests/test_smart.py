@@ -128,8 +128,15 @@ def test_every_fixture_matches_its_json(every_fixture: Sequence[Metric], path: P
         assert value(fams, "hw_smart_error_log_errors_total", device=dev) == count
     health = doc.get("nvme_smart_health_information_log")
     if health:
-        nvme = "hw_smart_nvme_"
+        nvme = "hw_nvme_"  # the nvme collector's names, whichever tool read the log
         assert value(fams, nvme + "critical_warning", device=dev) == health["critical_warning"]
+        assert value(fams, nvme + "temperature_celsius", device=dev) == health["temperature"]
+        reads = value(fams, nvme + "host_read_commands_total", device=dev)
+        assert reads == health["host_reads"]
+        busy = value(fams, nvme + "controller_busy_seconds_total", device=dev)
+        assert busy == health["controller_busy_time"] * 60
+        hours = value(fams, nvme + "power_on_seconds", device=dev)
+        assert hours == health["power_on_hours"] * 3600
         spare = value(fams, nvme + "available_spare_ratio", device=dev)
         assert spare == pytest.approx(health["available_spare"] / 100)
         used = value(fams, nvme + "percentage_used_ratio", device=dev)
@@ -333,16 +340,15 @@ async def test_nvme_health_only_without_nvme_cli(tmp_path: Path) -> None:
     nvme_doc = load(next(e for e in scan_output() if e["protocol"] == "NVMe")["fixture"])
     used = nvme_doc["nvme_smart_health_information_log"]["percentage_used"] / 100
     alone = await collect(path=str(tmp_path))
-    assert value(alone, "hw_smart_nvme_percentage_used_ratio", device="nvme0") == pytest.approx(
-        used
-    )
+    assert value(alone, "hw_nvme_percentage_used_ratio", device="nvme0") == pytest.approx(used)
     with_cli = await collect()
-    assert value(with_cli, "hw_smart_nvme_percentage_used_ratio", device="nvme0") is None
+    assert value(with_cli, "hw_nvme_percentage_used_ratio", device="nvme0") is None
+    assert not [f.name for f in with_cli if f.name.startswith("hw_nvme")]
     assert value(with_cli, "hw_smart_temperature_celsius", device="nvme0") is not None
     forced = await collect({"nvme-health": "true"})
-    assert value(forced, "hw_smart_nvme_percentage_used_ratio", device="nvme0") == pytest.approx(
-        used
-    )
+    assert value(forced, "hw_nvme_percentage_used_ratio", device="nvme0") == pytest.approx(used)
+    never = await collect({"nvme-health": "false"}, path=str(tmp_path))
+    assert not [f.name for f in never if f.name.startswith("hw_nvme")]
 
 
 def test_end_to_end_through_the_exporter(tmp_path: Path) -> None:
