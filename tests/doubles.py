@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import types
+from collections import namedtuple
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -73,3 +75,14 @@ async def start_cache(
     client = await aiohttp_client(app)
     await cache.warm_up()
     return client
+
+
+# psutil's documented reading shapes (its own namedtuples live in a private module).
+shwtemp = namedtuple("shwtemp", ["label", "current", "high", "critical"])
+sfan = namedtuple("sfan", ["label", "current"])
+sbattery = namedtuple("sbattery", ["percent", "secsleft", "power_plugged"])
+
+
+def fake_psutil(**functions: object) -> types.SimpleNamespace:
+    """Hardware stand-in: no sensors exist on this machine, so psutil's readings are given."""
+    return types.SimpleNamespace(**functions)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import types
-from collections import namedtuple
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from collectors.memory import MemoryCollector
 from collectors.network import NetworkCollector
 from collectors.sensors import SensorsCollector
 from collectors.system import SystemCollector, parse_os_release
+from tests.doubles import fake_psutil, sbattery, sfan, shwtemp
 from tests.exposition import value
 from tests.support import PROCFS, SYSFS
 
@@ -122,17 +121,6 @@ def test_system_reads_os_release_under_rootfs(tmp_path: Path) -> None:
     assert (info["os_id"], info["os_version_id"], info["os_name"]) == ("testos", "42", "Test OS")
     assert value(families, "hw_system_boot_time_seconds") == psutil.boot_time()
     assert parse_os_release("# c\nPRETTY_NAME='a b'\n") == {"PRETTY_NAME": "a b"}
-
-
-# psutil's documented reading shapes (its own namedtuples live in a private module).
-shwtemp = namedtuple("shwtemp", ["label", "current", "high", "critical"])
-sfan = namedtuple("sfan", ["label", "current"])
-sbattery = namedtuple("sbattery", ["percent", "secsleft", "power_plugged"])
-
-
-def fake_psutil(**functions: object) -> types.SimpleNamespace:
-    """Hardware stand-in: no sensors exist on this machine, so psutil's readings are given."""
-    return types.SimpleNamespace(**functions)
 
 
 def test_sensors_export_psutil_readings() -> None:
