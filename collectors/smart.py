@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -15,6 +16,13 @@ from collectors.registry import CollectorOption, register
 from collectors.smart_devices import DeviceList, by_id_names, configured, one_per_disk, override
 from collectors.smart_families import build_families
 from collectors.smart_parse import SMARTCTL, Device, DeviceResult, classify, parse_scan
+from collectors.smart_power import (
+    POWER_MODES,
+    PowerModeOverrides,
+    last_read_family,
+    nocheck_args,
+    parse_overrides,
+)
 from collectors.toolkit.fanout import Budget, fan_out
 from collectors.toolkit.options import Choice, Duration, Flag, Integer, Regex
 from collectors.toolkit.tools import run_tool
@@ -71,7 +79,18 @@ READ_ARGS = (
             Duration(positive=True),
         ),
         CollectorOption(
-            "nocheck-standby", "true", "pass --nocheck=standby: never wake sleeping disks", Flag()
+            "nocheck",
+            "standby",
+            "skip (never wake) a disk asleep in this power mode or a lower one: sleep < standby "
+            "< idle; never = always read, waking it",
+            Choice(POWER_MODES),
+        ),
+        CollectorOption(
+            "nocheck-override",
+            "",
+            "per-device nocheck, DEVICE=MODE,... by device label (e.g. sdb=never for an SSD "
+            "that claims standby falsely)",
+            PowerModeOverrides(),
         ),
         CollectorOption(
             "nvme-health",
@@ -87,8 +106,9 @@ class SmartCollector(Collector):
 
     def __init__(self, ctx: CollectorContext) -> None:
         super().__init__(ctx)
-        # Last data read from each disk while awake, re-exported while it sleeps.
+        # Last data read from each disk while awake (and when), re-exported while it sleeps.
         self._last: dict[str, dict[str, Any]] = {}
+        self._last_read: dict[str, float] = {}
 
     async def collect(self) -> Sequence[Metric]:
         """Read every selected device; fail only when none could be read."""
@@ -114,11 +134,13 @@ class SmartCollector(Collector):
             log.warning("smart: device %s could not be read: %s", result.device, result.error)
         nodes = await asyncio.to_thread(by_id_names, self.ctx.rootfs)
         by_id = {d.label: nodes[d.name] for d in devices if "," not in d.type and d.name in nodes}
-        return build_families(results, self._nvme_health(), self.skip, by_id, paths)
+        families = build_families(results, self._nvme_health(), self.skip, by_id, paths)
+        return [*families, last_read_family(self._last_read, [r.device for r in results])]
 
     def _remember(self, result: DeviceResult) -> DeviceResult:
         if result.doc is not None:
             self._last[result.device] = result.doc
+            self._last_read[result.device] = time.time()
         elif result.standby and result.device in self._last:
             return replace(result, doc=self._last[result.device])
         return result
@@ -149,8 +171,8 @@ class SmartCollector(Collector):
 
     async def _read(self, device: Device, timeout: float) -> DeviceResult:
         args = list(READ_ARGS)
-        if self.ctx.flag("nocheck-standby", default=True):
-            args.append("--nocheck=standby")
+        overrides = parse_overrides(self.ctx.option("nocheck-override"))
+        args += nocheck_args(device.label, self.ctx.option("nocheck") or "standby", overrides)
         if device.type:
             args.append(f"--device={device.type}")
         args.append(device.name)

@@ -28,6 +28,7 @@ GOLDEN_ARGS = [
 # Values that change from run to run (times, durations, the scrape's own counters).
 VOLATILE = re.compile(
     r"^hwcache_(collector_(duration|last_success|last_attempt|next_refresh)|response_cache_|build_info)"
+    r"|^hw_smart_device_last_read_timestamp_seconds\{"
 )
 
 

@@ -236,8 +236,8 @@ async def test_standby_disk_is_reported_not_woken() -> None:
     assert value(fams, "hw_smart_device_readable", device=dev) == 1
     assert value(fams, "hw_smart_exit_status", device=dev) == 2
     assert value(fams, "hw_smart_temperature_celsius", device=dev) is None
-    # Without --nocheck=standby the fake disk wakes up and answers.
-    fams = await collect({"nocheck-standby": "false"}, **env)
+    # With nocheck=never the fake disk wakes up and answers.
+    fams = await collect({"nocheck": "never"}, **env)
     assert value(fams, "hw_smart_device_standby", device=dev) == 0
     assert value(fams, "hw_smart_temperature_celsius", device=dev) == doc["temperature"]["current"]
 

@@ -33,7 +33,8 @@ SLOW = [
     "--collector.synthetic",
     "--collector.synthetic.delay=60",
 ]
-EXIT_WITHIN = 2.0  # seconds, Python's start included (about 1 s); the old exit took 61 s
+# Far below the 61 s the old exit took, and no timing test on a busy machine.
+EXIT_WITHIN = 15.0
 LOGFMT_LINE = re.compile(r'time=\S+ level=error source=\S+ msg=(".*"|\S+)')
 
 
