@@ -20,8 +20,9 @@ from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import Clock, system_clock
 from exporter.families import SCRIPT
 from exporter.handlers import routes
-from exporter.handlers.probe import PROBES, probe
+from exporter.handlers.probe import PROBES
 from exporter.keys import CACHE, CLOCK, READY, RENDERER, RESPONSE_CACHE, SETTINGS
+from exporter.limits import RequestLimiter
 from exporter.probe_cache import ProbeCache, driver_factory
 from exporter.render import Renderer
 from exporter.response_cache import ResponseCache
@@ -76,8 +77,8 @@ def create_app(
     )
     # Without ``security`` the web config file is loaded here (raises WebConfigError).
     security = security or WebSecurity.from_file(settings.web_config_file)
-    middlewares = security.middlewares(settings.max_requests)
-    app = web.Application(middlewares=middlewares)
+    app = web.Application(middlewares=[security.middleware()])
+    app.on_response_prepare.append(security.add_headers)
     app[SETTINGS] = settings
     app[CACHE] = cache
     app[RESPONSE_CACHE] = response_cache
@@ -85,8 +86,7 @@ def create_app(
     app[CLOCK] = clock
     app[RENDERER] = renderer = Renderer()
     app[WEB_SECURITY] = security
-    app.add_routes(routes(settings.telemetry_path))
-    app.router.add_get("/probe", probe)
+    app.add_routes(routes(settings.telemetry_path, RequestLimiter(settings.max_requests)))
     if settings.probe is not None:
         drivers = driver_factory(runner)
         probes = ProbeCache(settings.probe, drivers, clock, settings.error_retry_interval)

@@ -12,7 +12,6 @@ from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Middleware
 
 from exporter.credentials import AuthBusy, BasicAuthenticator, BcryptPool
-from exporter.limits import RequestLimiter, check_query_size, send_body
 from exporter.webconfig import (
     WebConfig,
     WebConfigError,
@@ -44,11 +43,11 @@ def _credentials(request: web.Request) -> tuple[str, str] | None:
 
 
 async def _authenticate(
-    authenticator: BasicAuthenticator, credentials: tuple[str, str] | None
+    authenticator: BasicAuthenticator, credentials: tuple[str, str] | None, source: str | None
 ) -> None:
-    """Raise 401 unless ``credentials`` are valid, 503 when the bcrypt pool is full."""
+    """Raise 401 unless ``credentials`` are valid, 503 when ``source`` has too many checks."""
     try:
-        ok = credentials is not None and await authenticator.verify(*credentials)
+        ok = credentials is not None and await authenticator.verify(*credentials, source)
     except AuthBusy:
         raise web.HTTPServiceUnavailable(
             text="too many password checks in progress, retry later\n",
@@ -99,7 +98,8 @@ class WebSecurity:
             log.error("%s: %s: %s: %s", RELOAD_FAILED, path, type(exc).__name__, exc)
             log.debug("web config reload failure", exc_info=True)
             return False
-        authenticator = BasicAuthenticator(config.users, self.pool, self.authenticator.verified)
+        old = self.authenticator
+        authenticator = BasicAuthenticator(config.users, self.pool, old.verified, old.rejected)
         self.config, self.authenticator = config, authenticator
         log.info(
             "web config reloaded from %s: %d users, %d headers, verified credentials kept: %d",
@@ -140,49 +140,29 @@ class WebSecurity:
             log.info("TLS certificate reloaded")
         self._serving_tls = new
 
-    def middleware(self, limiter: RequestLimiter) -> Middleware:
-        """One middleware (one layer per request): headers, auth, max-requests, query size.
+    def middleware(self) -> Middleware:
+        """Every request but the liveness probe needs valid credentials when users are set.
 
-        The configured headers go on every response, errors too. Authentication comes before
-        the request limit, so unauthenticated traffic never takes a slot from a verified client;
-        bcrypt work is bounded by its own pool instead.
+        It runs before the handlers and their request limit, so unauthenticated traffic never
+        takes a request slot; bcrypt work is bounded by its own pool instead.
         """
 
         @web.middleware
-        async def front_door(request: web.Request, handler: Handler) -> web.StreamResponse:
-            headers = self.config.headers
-            response: web.StreamResponse
-            try:
-                authenticator = self.authenticator
-                if authenticator.enabled and request.path not in AUTH_EXEMPT_PATHS:
-                    credentials = _credentials(request)
-                    # A recently verified client is let in here without awaiting anything, so it
-                    # never waits behind password checks of other clients.
-                    if credentials is None or not authenticator.cached(*credentials):
-                        await _authenticate(authenticator, credentials)
-                limited = limiter.enter(request)
-                try:
-                    if request.query_string:
-                        check_query_size(request)
-                    response = await handler(request)
-                    if headers and not response.prepared:
-                        response.headers.update(headers)
-                    # Inside the slot: a client that does not read its body keeps the slot.
-                    response = await send_body(request, response)
-                finally:
-                    if limited:
-                        limiter.leave()
-            except web.HTTPException as exc:
-                if headers:
-                    exc.headers.update(headers)
-                raise
-            return response
+        async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+            authenticator = self.authenticator
+            if authenticator.enabled and request.path not in AUTH_EXEMPT_PATHS:
+                credentials = _credentials(request)
+                # A recently verified client is let in here without awaiting anything, so it
+                # never waits behind password checks of other clients.
+                if credentials is None or not authenticator.cached(*credentials):
+                    await _authenticate(authenticator, credentials, request.remote)
+            return await handler(request)
 
-        return front_door
+        return authenticate
 
-    def middlewares(self, max_requests: int) -> list[Middleware]:
-        """The security middlewares, outermost first (one combined layer)."""
-        return [self.middleware(RequestLimiter(max_requests))]
+    async def add_headers(self, _: web.Request, response: web.StreamResponse) -> None:
+        """``on_response_prepare``: the configured headers go on every response, errors too."""
+        response.headers.update(self.config.headers)
 
 
 WEB_SECURITY = web.AppKey("web_security", WebSecurity)

@@ -1,16 +1,19 @@
-"""Basic-auth password checks: recent successes cached, bcrypt in a bounded pool of its own."""
+"""Basic-auth password checks: recent outcomes cached, bcrypt in a pool shared fairly by sources."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import bcrypt
 
@@ -22,13 +25,31 @@ CACHE_TTL = 600.0
 # bcrypt is CPU-bound on purpose: half the CPUs at most, so a flood of wrong passwords leaves
 # the event loop and the collectors a core.
 BCRYPT_WORKERS = max(1, min(4, len(os.sched_getaffinity(0)) // 2))
-# Checks that may wait for a worker; past that a check is refused at once (AuthBusy -> 503)
-# instead of queueing without bound.
-BCRYPT_QUEUE = 8
+# Checks one client address may have pending (running or waiting); past that its next check is
+# refused at once (AuthBusy -> 503) instead of queueing. Concurrent requests with the same
+# credentials share one check, so a scraper needs one.
+PER_SOURCE = 4
+# Checks pending from all addresses together: a bound on memory, and on how long a check can
+# wait (one check per busy address before it, taken in turn).
+BCRYPT_CAPACITY = 64
 
 
 class AuthBusy(Exception):
-    """Every bcrypt worker is busy and the queue is full."""
+    """This client address, or the pool as a whole, has too many password checks pending."""
+
+
+def source_of(remote: str | None) -> str:
+    """The address password checks are shared out by: an IPv4 address or an IPv6 /64."""
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return remote or ""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        # One host commonly holds a whole /64: counting its addresses apart would be no bound.
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def _digest(user: str, secret: bytes) -> bytes:
@@ -37,7 +58,8 @@ def _digest(user: str, secret: bytes) -> bytes:
 
 
 class VerifiedCache:
-    """Credentials bcrypt accepted, by digest: forgotten ``ttl`` after their last use, LRU-bounded."""
+    """Credentials bcrypt checked against a hash, by digest: forgotten ``ttl`` after their last
+    use, LRU-bounded. One holds the accepted credentials, one the rejected."""
 
     def __init__(
         self,
@@ -101,29 +123,79 @@ def _checkpw(password: bytes, hashed: bytes) -> bool:
         return False
 
 
-class BcryptPool:
-    """bcrypt checks in threads of their own: ``workers`` run, ``queue`` wait, the rest refused."""
+@dataclass
+class _Check:
+    password: bytes
+    hashed: bytes
+    source: str
+    result: asyncio.Future[bool]
 
-    def __init__(self, workers: int = BCRYPT_WORKERS, queue: int = BCRYPT_QUEUE) -> None:
+
+class BcryptPool:
+    """bcrypt checks in ``workers`` threads, taken in turn from each client address's queue.
+
+    A flood of guesses from one address then delays another address's check by one bcrypt run
+    at most, instead of filling a shared queue; every address has at most ``per_source``
+    checks pending and all of them together ``capacity``; past that a check is refused at once.
+    """
+
+    def __init__(
+        self,
+        workers: int = BCRYPT_WORKERS,
+        per_source: int = PER_SOURCE,
+        capacity: int = BCRYPT_CAPACITY,
+    ) -> None:
         self.workers = workers
-        self.capacity = workers + queue
+        self.per_source = per_source
+        self.capacity = capacity
         self.pending = 0  # running or queued; only touched on the event loop
+        self.running = 0
         self.rejected = 0
+        self._by_source: Counter[str] = Counter()
+        # Addresses with queued checks, next to be served first (the served one goes last).
+        self._queues: OrderedDict[str, deque[_Check]] = OrderedDict()
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="bcrypt")
 
-    def submit(self, password: bytes, hashed: bytes) -> asyncio.Future[bool]:
-        """Start a check; raise AuthBusy at once when ``capacity`` checks are pending."""
-        if self.pending >= self.capacity:
+    def submit(self, password: bytes, hashed: bytes, source: str = "") -> asyncio.Future[bool]:
+        """Queue a check for ``source``; raise AuthBusy at once when it or the pool is full."""
+        if self._by_source[source] >= self.per_source or self.pending >= self.capacity:
             self.rejected += 1
-            raise AuthBusy(f"{self.pending} password checks in progress")
+            raise AuthBusy(f"{self._by_source[source]} password checks pending from {source}")
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, _checkpw, password, hashed)
+        check = _Check(password, hashed, source, loop.create_future())
+        self._queues.setdefault(source, deque()).append(check)
         self.pending += 1
-        future.add_done_callback(self._release)
-        return future
+        self._by_source[source] += 1
+        self._start(loop)
+        return check.result
 
-    def _release(self, _: object) -> None:
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self.running < self.workers and self._queues:
+            source, queue = self._queues.popitem(last=False)
+            check = queue.popleft()
+            if queue:
+                self._queues[source] = queue  # its next check waits for the others' turn
+            self.running += 1
+            work = loop.run_in_executor(self._executor, _checkpw, check.password, check.hashed)
+            work.add_done_callback(functools.partial(self._finished, check, loop))
+
+    def _finished(
+        self, check: _Check, loop: asyncio.AbstractEventLoop, work: asyncio.Future[bool]
+    ) -> None:
+        self.running -= 1
         self.pending -= 1
+        self._by_source[check.source] -= 1
+        if not self._by_source[check.source]:
+            del self._by_source[check.source]
+        if work.cancelled():
+            check.result.cancel()
+        elif not check.result.done():
+            error = work.exception()
+            if error is not None:
+                check.result.set_exception(error)
+            else:
+                check.result.set_result(work.result())
+        self._start(loop)
 
 
 class BasicAuthenticator:
@@ -134,11 +206,15 @@ class BasicAuthenticator:
         users: Mapping[str, bytes],
         pool: BcryptPool | None = None,
         verified: VerifiedCache | None = None,
+        rejected: VerifiedCache | None = None,
     ) -> None:
         self.users = dict(users)
         self.pool = pool if pool is not None else BcryptPool()
         self.verified = verified if verified is not None else VerifiedCache()
+        # Credentials that failed: refused again without bcrypt while the hash is unchanged.
+        self.rejected = rejected if rejected is not None else VerifiedCache()
         self.kept = self.verified.retain(self.users)  # verifications still valid for these users
+        self.rejected.retain(self.users)
         self.checks = 0  # bcrypt checks started, for tests and debugging
         self._in_flight: dict[bytes, asyncio.Future[bool]] = {}
         self._names = sorted(self.users)
@@ -164,8 +240,8 @@ class BasicAuthenticator:
         pick = hmac.digest(self._stand_in_key, user.encode(), "sha256")
         return self.users[self._names[int.from_bytes(pick[:8], "big") % len(self._names)]]
 
-    async def verify(self, user: str, password: str) -> bool:
-        """True when the credentials match; raises AuthBusy when the bcrypt pool is full."""
+    async def verify(self, user: str, password: str, remote: str | None = None) -> bool:
+        """True when the credentials match; AuthBusy when ``remote`` has too many checks pending."""
         secret = password.encode()
         digest = _digest(user, secret)
         hashed = self.users.get(user)
@@ -173,9 +249,12 @@ class BasicAuthenticator:
             return True
         if len(secret) > BCRYPT_MAX_PASSWORD or not self._names:
             return False
+        checked = hashed if hashed is not None else self.stand_in(user)
+        if self.rejected.hit(digest, checked):
+            return False  # the same guess again, unknown user or not: no bcrypt
         future = self._in_flight.get(digest)
         if future is None:  # concurrent requests with the same credentials share one check
-            future = self.pool.submit(secret, hashed if hashed is not None else self.stand_in(user))
+            future = self.pool.submit(secret, checked, source_of(remote))
             self.checks += 1
             self._in_flight[digest] = future
             future.add_done_callback(lambda _: self._in_flight.pop(digest, None))
@@ -184,6 +263,7 @@ class BasicAuthenticator:
         if ok and hashed is not None:
             self.verified.add(digest, user, hashed)
             return True
+        self.rejected.add(digest, user, checked)
         return False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,22 +21,36 @@ MAX_QUERY_PARAMS = 100
 # Larger bodies are written a chunk at a time, each once the client has taken most of the one
 # before: a client that does not read holds about this much in the server, not the whole body.
 BODY_CHUNK = 64 * 1024
-# Cheap, static, and a liveness/readiness probe must not fail because scrapes are busy.
-UNLIMITED_PATHS = frozenset({"/-/healthy", "/-/ready"})
 
 
 class RequestLimiter:
     """Counts requests in flight; past ``limit`` answers 503 at once (no queue)."""
 
-    def __init__(self, limit: int, exempt: frozenset[str] = UNLIMITED_PATHS) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.exempt = exempt
         self.in_flight = 0
         self.rejected = 0
 
-    def enter(self, request: web.Request) -> bool:
-        """Count a request in (503 past the limit); ``False`` when it is not counted."""
-        if self.limit <= 0 or request.path in self.exempt:
+    def __call__(self, handler: Handler) -> Handler:
+        """``handler`` counted against the limit until its response is written."""
+
+        @functools.wraps(handler)
+        async def limited(request: web.Request) -> web.StreamResponse:
+            counted = self.enter()
+            try:
+                if request.query_string:
+                    check_query_size(request)
+                # Inside the slot: a client that does not read its body keeps the slot.
+                return await send_body(request, await handler(request))
+            finally:
+                if counted:
+                    self.leave()
+
+        return limited
+
+    def enter(self) -> bool:
+        """Count a request in (503 past the limit); ``False`` when there is no limit."""
+        if self.limit <= 0:
             return False
         if self.in_flight >= self.limit:
             self.rejected += 1

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from exporter.handlers.cache_api import invalidate, stats
 from exporter.handlers.metrics import metrics
 from exporter.handlers.pages import healthy, landing, ready
+from exporter.handlers.probe import probe
+from exporter.limits import Handler
 
 
-def routes(telemetry_path: str) -> list[web.AbstractRouteDef]:
-    """Route table; /cache/invalidate is POST-only (aiohttp answers 405 otherwise)."""
+def routes(
+    telemetry_path: str, limited: Callable[[Handler], Handler]
+) -> list[web.AbstractRouteDef]:
+    """Route table: the handlers that do work are ``limited``; the health probes never are.
+
+    /cache/invalidate is POST-only (aiohttp answers 405 otherwise).
+    """
     return [
-        web.get(telemetry_path, metrics),
-        web.get("/cache/stats", stats),
-        web.post("/cache/invalidate", invalidate),
-        web.get("/", landing),
+        web.get(telemetry_path, limited(metrics)),
+        web.get("/probe", limited(probe)),
+        web.get("/cache/stats", limited(stats)),
+        web.post("/cache/invalidate", limited(invalidate)),
+        web.get("/", limited(landing)),
         web.get("/-/healthy", healthy),
         web.get("/-/ready", ready),
     ]
