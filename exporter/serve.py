@@ -188,22 +188,15 @@ class GuardedSite(web.SockSite):
         ssl_context: ssl.SSLContext | None,
     ) -> None:
         super().__init__(runner, sock, ssl_context=ssl_context, backlog=BACKLOG)
-        self.sock, self.guard, self.ssl_context = sock, guard, ssl_context
+        self.sock, self.guard = sock, guard
 
     async def start(self) -> None:
         """Register with the runner and serve ``sock`` with the guard as protocol factory."""
         await web.BaseSite.start(self)
-        # A TLS client gets as long for its handshake as a plain one for its headers.
-        timeout = self.guard.limits.read_header_timeout if self.ssl_context else None
         loop = asyncio.get_running_loop()
+        # No ssl= here: the guard does TLS itself, so it holds every connection from accept.
         # BaseSite keeps the server in _server: the runner reads addresses and stops it there.
-        self._server = await loop.create_server(
-            self.guard,
-            sock=self.sock,
-            ssl=self.ssl_context,
-            backlog=BACKLOG,
-            ssl_handshake_timeout=timeout,
-        )
+        self._server = await loop.create_server(self.guard, sock=self.sock, backlog=BACKLOG)
 
 
 async def serve(
@@ -232,7 +225,7 @@ async def serve(
         keepalive_timeout=limits.idle_timeout,
         **PARSER_LIMITS,
     )
-    guard = ConnectionGuard(limits)
+    guard = ConnectionGuard(limits, ssl_context)
     try:
         # Outermost, and added before setup() freezes the app.
         app.middlewares.insert(0, guard.middleware())
