@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -17,7 +16,18 @@ import pytest
 from exporter.auth import REALM, WEB_SECURITY
 from tests.doubles import ClientFactory
 from tests.support import fake_path, free_port, read_log, run_exporter, running
-from tests.websec import HEADERS, HSTS, PKI, auth_config, basic, make_pki, start, wait_for
+from tests.websec import (
+    HEADERS,
+    HSTS,
+    PKI,
+    auth_config,
+    basic,
+    client_context,
+    https_get,
+    make_pki,
+    start,
+    wait_for,
+)
 
 
 async def test_basic_auth_on_every_endpoint(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
@@ -189,31 +199,6 @@ def tls_exporter(config: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Pope
     env = {**os.environ, "PATH": fake_path()}
     with running(argv, log, lambda: "listening on" in read_log(log), 60, "exporter", env) as proc:
         yield proc, port
-
-
-def client_context(pki: PKI, cert: str | None = None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=pki.ca)
-    if cert is not None:
-        context.load_cert_chain(pki.root / f"{cert}.pem", pki.root / f"{cert}_key.pem")
-    return context
-
-
-def https_get(
-    port: int, context: ssl.SSLContext, path: str = "/-/healthy", headers: str = ""
-) -> tuple[bytes, bytes]:
-    """Raw HTTPS GET; returns (response bytes, server certificate DER)."""
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
-        context.wrap_socket(sock, server_hostname="localhost") as tls,
-    ):
-        peer = tls.getpeercert(binary_form=True) or b""
-        tls.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode()
-        )
-        data = b""
-        while chunk := tls.recv(65536):
-            data += chunk
-    return data, peer
 
 
 def refused(port: int, context: ssl.SSLContext) -> bool:

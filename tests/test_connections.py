@@ -10,6 +10,7 @@ import os
 import resource
 import selectors
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Iterator
@@ -21,9 +22,12 @@ import pytest
 
 from exporter.connections import Throttled
 from exporter.serve import FD_RESERVE, accept_error_handler
-from tests.support import FIXTURE_ARGS, Exporter, run_exporter
+from tests.support import FIXTURE_ARGS, Exporter, fake_path, free_port, run_exporter, running
+from tests.websec import client_context, https_get, make_pki
 
 HALF_REQUEST = b"GET /metr"
+# A TLS handshake record header and the first bytes of a ClientHello, then nothing.
+CLIENT_HELLO_START = bytes.fromhex("16030100c8010000c40303")
 # The exporter under RLIMIT_NOFILE=(soft, hard) given as the first two arguments.
 LIMITED = (
     "import resource, runpy, sys; soft, hard = int(sys.argv.pop(1)), int(sys.argv.pop(1)); "
@@ -187,6 +191,87 @@ def test_a_slow_scrape_is_not_cut_by_the_header_timeout(tmp_path: Path) -> None:
         status, body = exporter.get("/metrics?collect[]=synthetic")
         assert status == 200 and b"hw_synthetic_value_0" in body
         assert time.monotonic() - started > 1  # it really outlived the header timeout
+
+
+def test_half_a_request_pipelined_behind_a_whole_one_gets_the_header_timeout(
+    tmp_path: Path,
+) -> None:
+    header, idle = 1.0, 60.0
+    args = [
+        "--collector.disable-defaults",
+        f"--web.read-header-timeout={header}s",
+        f"--web.idle-timeout={idle}s",
+    ]
+    with (
+        run_exporter(args, tmp_path) as exporter,
+        socket.create_connection(("127.0.0.1", exporter.port), timeout=30) as sock,
+    ):
+        # One send: a complete request, then the start of the next one.
+        sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n" + HALF_REQUEST)
+        data = b""
+        while b"Healthy" not in data:
+            data += sock.recv(65536)
+        answered = time.monotonic()
+        assert data.startswith(b"HTTP/1.1 200")
+        (closed,) = await_closed([sock], timeout=30)
+        assert closed - answered < header + 5  # the header timeout, not the idle one
+
+
+@contextlib.contextmanager
+def tls_exporter(
+    tmp_path: Path, args: list[str], nofile: int
+) -> Iterator[tuple[Exporter, ssl.SSLContext]]:
+    """The exporter serving TLS only, under RLIMIT_NOFILE ``nofile``; and a client context."""
+    pki = make_pki(tmp_path / "pki")
+    config = tmp_path / "web.yml"
+    config.write_text(
+        f"tls_server_config:\n  cert_file: {pki.server}\n  key_file: {pki.server_key}\n"
+    )
+    port = free_port()
+    log = tmp_path / "exporter.log"
+    argv = [
+        *limited(nofile, nofile),
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.config.file={config}",
+        *args,
+    ]
+    context = client_context(pki)
+
+    def ready() -> bool:
+        with contextlib.suppress(OSError):
+            return https_get(port, context)[0].startswith(b"HTTP/1.1 200")
+        return False
+
+    env = {**os.environ, "PATH": fake_path()}
+    with running(argv, log, ready, 60, "exporter", env) as proc:
+        yield Exporter(proc, port, log), context
+
+
+def test_tls_handshakes_count_against_the_connection_bound(tmp_path: Path) -> None:
+    nofile, max_connections, silent = 320, 50, 400  # more than the exporter has fds
+    timeout = 4.0
+    args = [
+        "--collector.disable-defaults",
+        f"--web.max-connections={max_connections}",
+        f"--web.read-header-timeout={timeout}s",
+    ]
+    with (
+        tls_exporter(tmp_path, args, nofile) as (exporter, context),
+        # TCP connections that never send a ClientHello, and ones that stop halfway through.
+        idle_sockets(exporter.port, silent // 2) as quiet,
+        idle_sockets(exporter.port, silent // 2, CLIENT_HELLO_START) as stalled,
+    ):
+        opened = time.monotonic()
+        data, _ = https_get(exporter.port, context, "/metrics")
+        # Admitted at once (a waiting handshake made room), not after the handshake timeout.
+        assert time.monotonic() - opened < timeout / 2
+        assert data.startswith(b"HTTP/1.1 200") and b"hwcache_build_info" in data
+        assert psutil.Process(exporter.proc.pid).num_fds() < max_connections + 40
+        closed = await_closed(quiet + stalled, timeout=30)
+        assert max(closed) - opened < timeout + 5  # the last ones by the handshake timeout
+        assert https_get(exporter.port, context)[0].startswith(b"HTTP/1.1 200")
+    assert traceback_lines(exporter) == 0
+    assert len(exporter.logs().splitlines()) < 20, exporter.logs()
 
 
 def test_soft_fd_limit_is_raised_or_connections_are_capped(tmp_path: Path) -> None:

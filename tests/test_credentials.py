@@ -4,13 +4,15 @@ keep verified users, unknown users cost what real ones do. Real aiohttp servers,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import bcrypt
 import pytest
 from aiohttp import web
@@ -18,7 +20,7 @@ from aiohttp.test_utils import TestClient
 
 from exporter.auth import WEB_SECURITY
 from exporter.clock import FakeClock
-from exporter.credentials import BasicAuthenticator, BcryptPool, VerifiedCache
+from exporter.credentials import BasicAuthenticator, BcryptPool, VerifiedCache, source_of
 from tests.support import run_exporter
 from tests.websec import HEADERS, HSTS, basic, start, wait_for
 
@@ -26,6 +28,7 @@ ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
 FLOOD_LOOPS = 60
 VALID_SCRAPES = 40  # one after the other, all while the flood goes on
+UNCACHED_SCRAPERS = 10
 # Whatever the pool's size, 100 concurrent wrong passwords must not queue 100 bcrypt checks.
 MAX_QUEUED_CHECKS = 16
 
@@ -88,13 +91,11 @@ def cost_of(hashed: bytes) -> int:
     return int(hashed.split(b"$")[2])
 
 
-async def test_cached_scraper_is_not_starved_by_a_wrong_password_flood(
-    aiohttp_client: ClientFactory, tmp_path: Path, probe: BcryptProbe
-) -> None:
-    config = write_users(tmp_path / "web.yml", {"prometheus": bcrypt_hash("scrape", 10)})
-    client, *_ = await start(aiohttp_client, config)  # default --web.max-requests=40
-    valid = basic("prometheus", "scrape")
-    assert (await client.get("/metrics", headers=valid)).status == 200  # now cached
+@contextlib.asynccontextmanager
+async def wrong_password_flood(
+    client: TestClient[Any, Any], user: str = "prometheus"
+) -> AsyncIterator[Counter[int]]:
+    """``FLOOD_LOOPS`` clients guessing ``user``'s password (never the same guess twice)."""
     flood: Counter[int] = Counter()
     answered = [0] * FLOOD_LOOPS
     all_answered, stop = asyncio.Event(), asyncio.Event()
@@ -102,7 +103,7 @@ async def test_cached_scraper_is_not_starved_by_a_wrong_password_flood(
     async def guess(loop: int) -> None:
         attempt = 0
         while not stop.is_set():
-            wrong = basic("prometheus", f"guess-{loop}-{attempt}")  # never the same password
+            wrong = basic(user, f"guess-{loop}-{attempt}")
             async with client.get("/metrics", headers=wrong) as resp:
                 flood[resp.status] += 1
             attempt += 1
@@ -111,17 +112,64 @@ async def test_cached_scraper_is_not_starved_by_a_wrong_password_flood(
                 all_answered.set()
 
     guessers = [asyncio.create_task(guess(n)) for n in range(FLOOD_LOOPS)]
-    async with asyncio.timeout(60):
-        await all_answered.wait()  # every loop is flooding
+    try:
+        async with asyncio.timeout(60):
+            await all_answered.wait()  # every loop is flooding
+        yield flood
+    finally:
+        stop.set()
+        await asyncio.gather(*guessers)
+
+
+async def test_cached_scraper_is_not_starved_by_a_wrong_password_flood(
+    aiohttp_client: ClientFactory, tmp_path: Path, probe: BcryptProbe
+) -> None:
+    config = write_users(tmp_path / "web.yml", {"prometheus": bcrypt_hash("scrape", 10)})
+    client, *_ = await start(aiohttp_client, config)  # default --web.max-requests=40
+    valid = basic("prometheus", "scrape")
+    assert (await client.get("/metrics", headers=valid)).status == 200  # now cached
     statuses: Counter[int] = Counter()
-    for _ in range(VALID_SCRAPES):
-        async with client.get("/metrics", headers=valid) as resp:
-            statuses[resp.status] += 1
-    stop.set()
-    await asyncio.gather(*guessers)
+    async with wrong_password_flood(client) as flood:
+        for _ in range(VALID_SCRAPES):
+            async with client.get("/metrics", headers=valid) as resp:
+                statuses[resp.status] += 1
     assert statuses == {200: VALID_SCRAPES}, statuses
     assert set(flood) <= {401, 503} and flood[401] > 0, flood
     assert probe.max_in_flight <= 4
+
+
+async def test_uncached_scrapers_from_another_address_are_served_during_a_flood(
+    aiohttp_client: ClientFactory, tmp_path: Path, probe: BcryptProbe
+) -> None:
+    # Each scraper's first request: its password has never been verified (a fresh start).
+    users = {f"prom{i}": bcrypt_hash(f"scrape{i}", 10) for i in range(UNCACHED_SCRAPERS)}
+    client, app, *_ = await start(aiohttp_client, write_users(tmp_path / "web.yml", users))
+    authenticator = app[WEB_SECURITY].authenticator
+    # Another host: Linux routes all of 127.0.0.0/8 to loopback.
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    url = client.make_url("/metrics")
+    statuses: Counter[int] = Counter()
+    async with (
+        aiohttp.ClientSession(connector=connector) as scraper,
+        wrong_password_flood(client) as flood,
+    ):
+        for i in range(UNCACHED_SCRAPERS):
+            assert not authenticator.cached(f"prom{i}", f"scrape{i}")  # bcrypt it must be
+            async with scraper.get(url, headers=basic(f"prom{i}", f"scrape{i}")) as resp:
+                statuses[resp.status] += 1
+        busy = flood[503]
+    assert statuses == {200: UNCACHED_SCRAPERS}, statuses
+    # The flood really filled its share: its own checks were refused while it went on.
+    assert busy > 0 and flood[401] > 0, flood
+    assert probe.max_in_flight <= 4
+
+
+def test_checks_are_shared_out_by_ipv4_address_and_ipv6_slash_64() -> None:
+    assert source_of("192.0.2.7") == "192.0.2.7"
+    assert source_of("::ffff:192.0.2.7") == "192.0.2.7"  # a dual-stack socket's IPv4 peer
+    assert source_of("2001:db8:1:2::7") == source_of("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    assert source_of("2001:db8:1:3::7") != source_of("2001:db8:1:2::7")
+    assert source_of(None) == "" and source_of("unix-socket") == "unix-socket"
 
 
 async def test_ready_flood_with_wrong_passwords_is_bounded(

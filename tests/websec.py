@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -109,3 +111,28 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def client_context(pki: PKI, cert: str | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=pki.ca)
+    if cert is not None:
+        context.load_cert_chain(pki.root / f"{cert}.pem", pki.root / f"{cert}_key.pem")
+    return context
+
+
+def https_get(
+    port: int, context: ssl.SSLContext, path: str = "/-/healthy", headers: str = ""
+) -> tuple[bytes, bytes]:
+    """Raw HTTPS GET; returns (response bytes, server certificate DER)."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname="localhost") as tls,
+    ):
+        peer = tls.getpeercert(binary_form=True) or b""
+        tls.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    return data, peer
