@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Abuse on loopback: idle sockets under a low fd limit, then clients that never read a large body.
+"""Abuse on loopback: idle sockets and TLS half-handshakes under a low fd limit, a wrong-password
+flood, clients that never read a large body.
 
-Usage: python bench/abuse.py [--idle 1100] [--nofile 1024] [--slow 200] [--samples 100000]
-[--duration 30s] [-- exporter flags...]. Bounded in time (about 2 x duration + 40s).
+Usage: python bench/abuse.py [--phases idle,tls,password,slow] [--idle 1100] [--nofile 1024]
+[--slow 200] [--samples 100000] [--duration 30s] [--exporter-root DIR] [-- exporter flags...].
+Bounded in time (about duration + 20s per phase). ``--exporter-root`` runs the exporter of
+another checkout (an older commit, for before/after numbers in one run).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import re
 import resource
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -28,6 +32,8 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from abuse_auth import Usage, password_phase, tls_config, tls_phase, users_config  # noqa: E402
 
 from collectors.toolkit.durations import parse_duration  # noqa: E402
 from tests.support import answers, free_port, running  # noqa: E402
@@ -61,16 +67,33 @@ def scrape(base: str, path: str = "/metrics", timeout: float = 10.0) -> str:
 
 
 @contextlib.contextmanager
-def exporter(args: Sequence[str], nofile: int, log: Path) -> Iterator[tuple[psutil.Process, str]]:
-    """``python -m exporter`` under RLIMIT_NOFILE=nofile (soft and hard), until /-/ready."""
+def exporter(
+    args: Sequence[str],
+    nofile: int,
+    log: Path,
+    root: Path = REPO,
+    ready: str = "/-/ready",
+    context: ssl.SSLContext | None = None,
+) -> Iterator[tuple[psutil.Process, str]]:
+    """``python -m exporter`` (of checkout ``root``) under RLIMIT_NOFILE=nofile, until ``ready``."""
     port = free_port()
     limit = (
         "" if not nofile else f"resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile}));"
     )
     code = f"import resource, runpy; {limit} runpy.run_module('exporter', run_name='__main__')"
     argv = [sys.executable, "-c", code, f"--web.listen-address=127.0.0.1:{port}", *args]
-    base = f"http://127.0.0.1:{port}"
-    with running(argv, log, lambda: answers(base + "/-/ready", 5), 60, "exporter") as proc:
+    base = f"{'https' if context else 'http'}://127.0.0.1:{port}"
+
+    def answering() -> bool:
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(base + ready, timeout=5, context=context) as resp,
+        ):
+            return bool(resp.status == 200)
+        return False
+
+    probe = answering if context else (lambda: answers(base + ready, 5))
+    with running(argv, log, probe, 60, "exporter", cwd=root) as proc:
         yield psutil.Process(proc.pid), base
 
 
@@ -130,7 +153,7 @@ def slow_phase(proc: psutil.Process, base: str, count: int, hold: float) -> list
     with urllib.request.urlopen(base + "/metrics", timeout=60) as resp:
         body = len(resp.read())
     time.sleep(2.0)
-    before = proc.memory_info().rss
+    before, fds_before = proc.memory_info().rss, proc.num_fds()
     socks = []
     for _ in range(count):
         sock = socket.socket()
@@ -138,25 +161,27 @@ def slow_phase(proc: psutil.Process, base: str, count: int, hold: float) -> list
         sock.connect(("127.0.0.1", port))
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         socks.append(sock)
-    peak, probes = before, Counter[str]()
+    peak, peak_fds, probes = before, fds_before, Counter[str]()
     stop_at = time.monotonic() + hold
     while time.monotonic() < stop_at:
         began = time.monotonic()
         probes[scrape(base, "/metrics", timeout=5)] += 1
         peak = max(peak, proc.memory_info().rss)
+        peak_fds = max(peak_fds, proc.num_fds())
         time.sleep(max(0.0, 1.0 - (time.monotonic() - began)))
     statuses = Counter(status_of(sock) for sock in socks)
     for sock in socks:
         sock.close()
     time.sleep(5.0)
-    after = proc.memory_info().rss
+    after, fds_after = proc.memory_info().rss, proc.num_fds()
     return [
         f"slow readers: {count} clients, body {body / MiB:.1f} MiB, held {hold:.0f}s",
         f"  what they got (peeked at the end): {dict(sorted(statuses.items()))}",
         f"  scrapes by a reading client meanwhile: {dict(sorted(probes.items()))}",
         f"  RSS before {before / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB "
         f"(+{(peak - before) / MiB:.0f}), 5s after they left {after / MiB:.0f} MiB "
-        f"(+{(after - before) / MiB:.0f})",
+        f"(+{(after - before) / MiB:.0f}); fds {fds_before} -> peak {peak_fds} -> after "
+        f"{fds_after}",
     ]
 
 
@@ -170,16 +195,19 @@ def log_report(log: Path) -> str:
 
 
 def main() -> int:
-    """Run both phases and print the report."""
+    """Run the chosen phases and print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--idle", type=int, default=1100, help="idle sockets to hold")
+    parser.add_argument("--phases", default="idle,tls,password,slow", help="which, in order")
+    parser.add_argument("--idle", type=int, default=1100, help="idle sockets/handshakes to hold")
     parser.add_argument("--nofile", type=int, default=1024, help="exporter RLIMIT_NOFILE")
     parser.add_argument("--slow", type=int, default=200, help="clients that never read")
     parser.add_argument("--samples", type=int, default=100000, help="synthetic samples")
     parser.add_argument("--duration", default="30s", help="length of each phase")
+    parser.add_argument("--exporter-root", type=Path, default=REPO, help="checkout to run")
     parser.add_argument("exporter_args", nargs="*", help="more exporter flags (after --)")
     opts = parser.parse_args()
     duration = parse_duration(opts.duration)
+    root = opts.exporter_root.resolve()
     # The attacker needs more fds than the exporter gets.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, opts.idle * 2 + 256)), hard))
@@ -190,31 +218,54 @@ def main() -> int:
         f"--collector.synthetic.samples={opts.samples}",
         *opts.exporter_args,
     ]
+    print(f"exporter from {'this checkout' if root == REPO else root}")
     with tempfile.TemporaryDirectory(prefix="hwcache-abuse-") as tmp:
-        log = Path(tmp) / "idle.log"
-        with exporter(base_args, opts.nofile, log) as (proc, base):
-            fds = proc.num_fds()
-            idle = asyncio.run(idle_phase(proc, base, opts.idle, duration))
-            after = scrape(base)
-        print(
-            f"idle sockets: {opts.idle} held {duration:.0f}s, exporter RLIMIT_NOFILE "
-            f"{opts.nofile}, flags {' '.join(base_args)}"
-        )
-        print(
-            f"  scrapes meanwhile (one a second, 10s timeout): "
-            f"{dict(sorted(idle.scrapes.items()))}; scrape after: {after}"
-        )
-        print(
-            f"  connections opened {idle.opened}, connect failures {idle.connect_failures}, "
-            f"closed by the server {idle.closed_by_server}; exporter fds {fds} -> peak "
-            f"{idle.peak_fds}"
-        )
-        print(log_report(log))
-        log = Path(tmp) / "slow.log"
-        with exporter(big, 0, log) as (proc, base):
-            for line in slow_phase(proc, base, opts.slow, duration):
-                print(line)
-        print(log_report(log))
+        for phase in opts.phases.split(","):
+            log = Path(tmp) / f"{phase}.log"
+            if phase == "idle":
+                with exporter(base_args, opts.nofile, log, root) as (proc, base):
+                    usage = Usage(proc)
+                    usage.sample()
+                    idle = asyncio.run(idle_phase(proc, base, opts.idle, duration))
+                    after = scrape(base)
+                    usage.sample()
+                print(
+                    f"idle sockets: {opts.idle} held {duration:.0f}s, exporter RLIMIT_NOFILE "
+                    f"{opts.nofile}, flags {' '.join(base_args)}"
+                )
+                print(
+                    f"  scrapes meanwhile (one a second, 10s timeout): "
+                    f"{dict(sorted(idle.scrapes.items()))}; scrape after: {after}"
+                )
+                print(
+                    f"  connections opened {idle.opened}, connect failures "
+                    f"{idle.connect_failures}, closed by the server {idle.closed_by_server}"
+                )
+                usage.fds.insert(-1, idle.peak_fds)
+                print(usage.line())
+            elif phase == "tls":
+                config, context = tls_config(Path(tmp))
+                args = [*base_args, f"--web.config.file={config}"]
+                with exporter(args, opts.nofile, log, root, context=context) as (proc, base):
+                    port = int(base.rsplit(":", 1)[1])
+                    for line in asyncio.run(
+                        tls_phase(Usage(proc), port, context, opts.idle, duration)
+                    ):
+                        print(line)
+            elif phase == "password":
+                config, users = users_config(Path(tmp), int(duration) + 5)
+                args = [*base_args, f"--web.config.file={config}"]
+                with exporter(args, 0, log, root, ready="/-/healthy") as (proc, base):
+                    port = int(base.rsplit(":", 1)[1])
+                    for line in asyncio.run(password_phase(Usage(proc), port, users, duration)):
+                        print(line)
+            elif phase == "slow":
+                with exporter(big, 0, log, root) as (proc, base):
+                    for line in slow_phase(proc, base, opts.slow, duration):
+                        print(line)
+            else:
+                parser.error(f"unknown phase {phase!r}")
+            print(log_report(log))
     return 0
 
 

@@ -9,6 +9,7 @@ import socket
 import ssl
 import struct
 import time
+from asyncio import sslproto
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 
 # asyncio's default is 64 KiB; said explicitly because it bounds what one slow reader costs.
 WRITE_BUFFER_HIGH = 64 * 1024
+# asyncio gives every TLS connection a read buffer of SSLProtocol.max_size, 256 KiB: 128 MiB
+# at the default connection bound, most of it for clients that sent nothing. One TLS record
+# holds at most 16 KiB, so 32 KiB costs no throughput.
+TLS_READ_BUFFER = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,8 @@ class ConnectionGuard:
     def __init__(self, limits: ConnectionLimits, tls: ssl.SSLContext | None = None) -> None:
         self.limits = limits
         self.tls = tls
+        if tls is not None:
+            sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
         # aiohttp's protocol factory (its low-level server), set once the runner is set up.
         self.protocol_factory: Callable[[], asyncio.Protocol] | None = None
         self.loop = asyncio.get_running_loop()
