@@ -115,13 +115,16 @@ def reset_by_server(socks: list[socket.socket], timeout: float) -> None:
 
 def test_a_client_that_does_not_read_is_cut_after_the_write_timeout(tmp_path: Path) -> None:
     args = [*BIG, "--web.max-requests=2", "--web.write-timeout=2s"]
-    with run_exporter(args, tmp_path) as exporter, non_readers(exporter.port, 2) as socks:
-        assert statuses(socks) == {200: 2}
-        started = time.monotonic()
-        assert exporter.get("/metrics")[0] == 503  # the slots are held while the bodies are unsent
-        reset_by_server(socks, timeout=30)
-        assert time.monotonic() - started > 1
-        wait_until(lambda: answers(exporter.base + "/metrics"), what="a free slot")
+    with run_exporter(args, tmp_path) as exporter:
+        full_get(exporter)  # rendered and stored: both clients get their body at once
+        with non_readers(exporter.port, 2) as socks:
+            assert statuses(socks) == {200: 2}
+            started = time.monotonic()
+            # The slots are held while the bodies are unsent.
+            assert exporter.get("/metrics")[0] == 503
+            reset_by_server(socks, timeout=30)
+            assert time.monotonic() - started > 1
+            wait_until(lambda: answers(exporter.base + "/metrics"), what="a free slot")
         assert "read nothing for 2s (--web.write-timeout)" in exporter.logs()
     assert "Traceback" not in exporter.logs()
 
