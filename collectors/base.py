@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import threading
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 from prometheus_client.metrics_core import Metric
 
-from collectors.toolkit.durations import parse_duration
-
 # The contract's two outcomes besides families (defined in the toolkit, which runs the tools).
 from collectors.toolkit.errors import CollectorError as CollectorError
 from collectors.toolkit.errors import NotApplicable as NotApplicable
-from collectors.toolkit.options import parse_bool, parse_regex
+from collectors.toolkit.options import CollectorOption, Options
 from collectors.toolkit.runner import CommandRunner
 
 
@@ -36,30 +33,6 @@ class CollectorContext:
     psutil: types.ModuleType | Any = psutil
     options: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 60.0
-
-    def option(self, name: str) -> str:
-        """Return a collector option's value (flag ``--collector.<name>.<option>``)."""
-        return self.options.get(name, "")
-
-    # The typed readers below get values the flag layer checked at startup.
-    def flag(self, name: str, default: bool = False) -> bool:
-        """Return a boolean collector option (``default`` when unset)."""
-        text = self.option(name)
-        return parse_bool(text) if text else default
-
-    def integer(self, name: str, default: int) -> int:
-        """Return an integer collector option (``default`` when unset)."""
-        text = self.option(name)
-        return int(text) if text else default
-
-    def seconds(self, name: str, default: float) -> float:
-        """Return a duration collector option in seconds (``default`` when unset)."""
-        text = self.option(name)
-        return parse_duration(text) if text else default
-
-    def regex(self, name: str) -> re.Pattern[str] | None:
-        """Return a regex collector option, compiled once; ``None`` when empty."""
-        return parse_regex(self.option(name))
 
 
 # Reports one item left out of a collection: ``skip(item, reason)``.
@@ -84,8 +57,13 @@ class Skipped:
 class Collector(ABC):
     """A source of metric families; ``collect`` runs off the event loop's hot path."""
 
+    # The ``--collector.<name>.<option>`` flags, with defaults (set by ``register``).
+    declared_options: ClassVar[tuple[CollectorOption, ...]] = ()
+
     def __init__(self, ctx: CollectorContext) -> None:
         self.ctx = ctx
+        # Parsed once: a bad value fails here, when the collector is built at startup.
+        self.options = Options(self.declared_options, ctx.options)
         self._skipped = Skipped()
         self._skip_lock = threading.Lock()  # a BlockingCollector skips from its own thread
 

@@ -8,8 +8,8 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector, NotApplicable, read_number, read_text
-from collectors.registry import CollectorOption, register
-from collectors.toolkit.options import Regex
+from collectors.registry import register
+from collectors.toolkit.options import CollectorOption, Regex
 
 SECTOR = 512
 
@@ -36,7 +36,7 @@ class DisksCollector(BlockingCollector):
         block = self.ctx.sysfs / "block"
         if not block.is_dir():
             raise NotApplicable(f"{block} not found")
-        exclude = self.ctx.regex("device-exclude")
+        exclude = self.options.regex("device-exclude")
         size = GaugeMetricFamily("hw_disk_size_bytes", "Block device size.", labels=["device"])
         rotational = GaugeMetricFamily(
             "hw_disk_rotational", "1 for spinning disks, 0 for solid state.", labels=["device"]

@@ -9,8 +9,8 @@ from prometheus_client.core import InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector, NotApplicable, read_text
-from collectors.registry import CollectorOption, register
-from collectors.toolkit.options import Flag
+from collectors.registry import register
+from collectors.toolkit.options import CollectorOption, Flag
 
 # label name -> file under class/dmi/id
 FIELDS: dict[str, str] = {
@@ -82,7 +82,7 @@ class DmiCollector(BlockingCollector):
         if not directory.is_dir():
             raise NotApplicable(f"{directory} not found (no DMI/SMBIOS firmware tables)")
         labels = read_fields(directory, FIELDS)
-        if self.ctx.flag("serials"):
+        if self.options.flag("serials"):
             labels |= read_fields(directory, SERIAL_FIELDS)
         if not labels:
             raise NotApplicable(f"no readable DMI fields in {directory}")

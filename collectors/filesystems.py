@@ -9,8 +9,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector
-from collectors.registry import CollectorOption, register
-from collectors.toolkit.options import Regex
+from collectors.registry import register
+from collectors.toolkit.options import CollectorOption, Regex
 
 
 @register(
@@ -40,8 +40,8 @@ class FilesystemsCollector(BlockingCollector):
 
     def collect_blocking(self) -> Sequence[Metric]:
         """Return size and free bytes of each real filesystem."""
-        mounts_exclude = self.ctx.regex("mount-points-exclude")
-        types_exclude = self.ctx.regex("fs-types-exclude")
+        mounts_exclude = self.options.regex("mount-points-exclude")
+        types_exclude = self.options.regex("fs-types-exclude")
         labels = ["device", "mountpoint", "fstype"]
         size = GaugeMetricFamily("hw_filesystem_size_bytes", "Filesystem size.", labels=labels)
         free = GaugeMetricFamily("hw_filesystem_free_bytes", "Free space.", labels=labels)

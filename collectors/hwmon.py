@@ -12,8 +12,8 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector, CollectorError, NotApplicable, read_number, read_text
-from collectors.registry import CollectorOption, register
-from collectors.toolkit.options import Regex
+from collectors.registry import register
+from collectors.toolkit.options import CollectorOption, Regex
 
 SENSOR_FILE = re.compile(r"^(temp|fan|in|power|curr|intrusion)(\d+)_([a-z_]+)$")
 HWMON_DIR = re.compile(r"^hwmon(\d+)$")
@@ -155,8 +155,8 @@ class HwmonCollector(BlockingCollector):
 
     def chips(self) -> list[Chip]:
         """Discovered chips with unique labels, filtered by the include/exclude options."""
-        include = self.ctx.regex("chip-include")
-        exclude = self.ctx.regex("chip-exclude")
+        include = self.options.regex("chip-include")
+        exclude = self.options.regex("chip-exclude")
         class_dir = self.ctx.sysfs / "class" / "hwmon"
         try:
             chips = discover(class_dir)

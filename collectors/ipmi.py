@@ -20,9 +20,9 @@ from collectors.ipmi_parse import (
     parse_sel_info,
     parse_sensor_list,
 )
-from collectors.registry import CollectorOption, register
+from collectors.registry import register
 from collectors.toolkit.fanout import Budget
-from collectors.toolkit.options import Choice, Flag
+from collectors.toolkit.options import Choice, CollectorOption, Flag
 from collectors.toolkit.runner import CommandResult
 from collectors.toolkit.tools import Tool, run_tool, says_denied
 
@@ -75,7 +75,7 @@ class IpmiCollector(Collector):
 
     async def collect(self) -> Sequence[Metric]:
         """Sensors are required; DCMI and SEL are best effort."""
-        source = self.ctx.option("source") or "sdr"
+        source = self.options.text("source")
         budget = Budget.of(self.ctx.timeout)
         what = self._what(SOURCES[source])
         result = await self._run(SOURCES[source], budget)
@@ -89,11 +89,11 @@ class IpmiCollector(Collector):
         # Thousands of sensors take a while to parse: off the event loop (skip() is thread-safe).
         readings = await asyncio.to_thread(parse, text, self.skip)
         families = await asyncio.to_thread(self._sensor_families, readings)
-        if self.ctx.flag("dcmi", default=True):
+        if self.options.flag("dcmi"):
             dcmi = await self._optional(["dcmi", "power", "reading"], budget, parse_dcmi_power)
             if dcmi is not None:
                 families.extend(_dcmi_families(dcmi))
-        if self.ctx.flag("sel", default=True):
+        if self.options.flag("sel"):
             sel = await self._optional(["sel", "info"], budget, parse_sel_info)
             if sel is not None:
                 families.extend(_sel_families(sel))

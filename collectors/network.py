@@ -8,8 +8,8 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import BlockingCollector
-from collectors.registry import CollectorOption, register
-from collectors.toolkit.options import Regex
+from collectors.registry import register
+from collectors.toolkit.options import CollectorOption, Regex
 
 DUPLEX = {0: "unknown", 1: "half", 2: "full"}
 
@@ -30,7 +30,7 @@ class NetworkCollector(BlockingCollector):
 
     def collect_blocking(self) -> Sequence[Metric]:
         """Return per-NIC speed, MTU, duplex and up state."""
-        exclude = self.ctx.regex("device-exclude")
+        exclude = self.options.regex("device-exclude")
         labels = ["device"]
         speed = GaugeMetricFamily(
             "hw_network_speed_bytes", "Negotiated link speed in bytes per second.", labels=labels

@@ -5,22 +5,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from collectors.base import Collector, CollectorContext
-from collectors.toolkit.options import OptionKind, Text
+from collectors.toolkit.options import CollectorOption
 
 CollectorFactory = Callable[[CollectorContext], Collector]
-
-
-@dataclass(frozen=True)
-class CollectorOption:
-    """A collector-specific flag ``--collector.<name>.<option>``; ``kind`` checks its value."""
-
-    name: str
-    default: str
-    help: str
-    kind: OptionKind = field(default_factory=Text)
 
 
 @dataclass(frozen=True)
@@ -58,6 +48,7 @@ def register(
         REGISTRY[name] = CollectorSpec(
             name, cls, description, default_enabled, interval, timeout, tool, options
         )
+        cls.declared_options = options  # parsed once per collector by Collector.__init__
         return cls
 
     return decorate

@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorContext, CollectorError, NotApplicable
-from collectors.registry import CollectorOption, register
+from collectors.registry import register
 from collectors.smart_devices import DeviceList, by_id_names, configured, one_per_disk, override
 from collectors.smart_families import build_families
 from collectors.smart_parse import SMARTCTL, Device, DeviceResult, classify, parse_scan
@@ -24,7 +24,7 @@ from collectors.smart_power import (
     parse_overrides,
 )
 from collectors.toolkit.fanout import Budget, fan_out
-from collectors.toolkit.options import Choice, Duration, Flag, Integer, Regex
+from collectors.toolkit.options import Choice, CollectorOption, Duration, Flag, Integer, Regex
 from collectors.toolkit.tools import run_tool
 
 log = logging.getLogger(__name__)
@@ -113,19 +113,19 @@ class SmartCollector(Collector):
     async def collect(self) -> Sequence[Metric]:
         """Read every selected device; fail only when none could be read."""
         budget = Budget.of(self.ctx.timeout)
-        device_timeout = self.ctx.seconds("device-timeout", 30.0)
+        device_timeout = self.options.seconds("device-timeout")
         devices = self._select(await self._devices(budget.left(device_timeout)))
         if not devices:
             raise NotApplicable("no disks to read (smartctl found none, or all were filtered)")
         outcomes = await fan_out(
-            devices, self._read, budget, self.ctx.integer("workers", 4), device_timeout
+            devices, self._read, budget, self.options.integer("workers"), device_timeout
         )
         results = [
             self._remember(o.value or DeviceResult(o.item.label, False, error=o.error))
             for o in outcomes
         ]
         paths = {r.device: 1 for r in results}
-        if self.ctx.flag("dedupe", default=True):
+        if self.options.flag("dedupe"):
             results, paths = one_per_disk(results)
         failed = [r for r in results if not r.readable]
         if len(failed) == len(results):
@@ -146,9 +146,9 @@ class SmartCollector(Collector):
         return result
 
     async def _devices(self, timeout: float) -> list[Device]:
-        named = configured(self.ctx.option("devices"))
+        named = configured(self.options.text("devices"))
         found = named or await self._scan(timeout)
-        return override(found, self.ctx.option("device-type-override"))
+        return override(found, self.options.text("device-type-override"))
 
     async def _scan(self, timeout: float) -> list[Device]:
         args = ["--scan-open", "--json"]
@@ -160,8 +160,8 @@ class SmartCollector(Collector):
             raise SMARTCTL.unusable(what, exc) from exc
 
     def _select(self, devices: list[Device]) -> list[Device]:
-        include = self.ctx.regex("device-include")
-        exclude = self.ctx.regex("device-exclude")
+        include = self.options.regex("device-include")
+        exclude = self.options.regex("device-exclude")
         return [
             d
             for d in devices
@@ -171,8 +171,8 @@ class SmartCollector(Collector):
 
     async def _read(self, device: Device, timeout: float) -> DeviceResult:
         args = list(READ_ARGS)
-        overrides = parse_overrides(self.ctx.option("nocheck-override"))
-        args += nocheck_args(device.label, self.ctx.option("nocheck") or "standby", overrides)
+        overrides = parse_overrides(self.options.text("nocheck-override"))
+        args += nocheck_args(device.label, self.options.text("nocheck"), overrides)
         if device.type:
             args.append(f"--device={device.type}")
         args.append(device.name)
@@ -180,7 +180,7 @@ class SmartCollector(Collector):
         return classify(device.label, result.returncode, result.stdout, result.stderr)
 
     def _nvme_health(self) -> bool:
-        choice = self.ctx.option("nvme-health") or "auto"
+        choice = self.options.text("nvme-health")
         if choice == "auto":
             # The nvme collector (default-enabled, needs nvme-cli) exports the same fields.
             return self.ctx.runner.which("nvme") is None

@@ -9,8 +9,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorError
-from collectors.registry import CollectorOption, register
-from collectors.toolkit.options import Duration, Flag, Integer
+from collectors.registry import register
+from collectors.toolkit.options import CollectorOption, Duration, Flag, Integer
 
 
 @register(
@@ -32,9 +32,9 @@ class SyntheticCollector(Collector):
 
     async def collect(self) -> Sequence[Metric]:
         """Sleep, then return the samples (or fail when asked to)."""
-        samples = self.ctx.integer("samples", 1000)
-        await asyncio.sleep(self.ctx.seconds("delay", 0.0))
-        if self.ctx.flag("fail"):
+        samples = self.options.integer("samples")
+        await asyncio.sleep(self.options.seconds("delay"))
+        if self.options.flag("fail"):
             raise CollectorError("synthetic failure requested (--collector.synthetic.fail)")
         # 100k samples take about a second to build: off the event loop, like a tool's parse.
         return await asyncio.to_thread(build_families, samples)

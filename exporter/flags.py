@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from collectors.registry import CollectorOption, CollectorSpec
+from collectors.registry import CollectorSpec
 from collectors.toolkit.durations import format_duration, parse_duration
-from collectors.toolkit.options import Flag
+from collectors.toolkit.options import CollectorOption, Flag
 from exporter.flagparser import (
     BoolFlag,
     checked,

@@ -14,6 +14,15 @@ import pytest
 from collectors.base import CollectorContext
 from collectors.registry import CollectorSpec, load_all
 from collectors.toolkit.durations import format_duration, parse_duration
+from collectors.toolkit.options import (
+    Choice,
+    CollectorOption,
+    Duration,
+    Flag,
+    Integer,
+    Options,
+    Regex,
+)
 from collectors.toolkit.runner import CommandRunner
 from exporter import __version__
 from exporter.cli import build_parser, describe_defaults, enabled_collectors, settings_from_args
@@ -346,12 +355,40 @@ def test_boolean_flags_take_true_and_false(argv: list[str], expected: bool) -> N
 
 
 def test_collectors_read_typed_option_values() -> None:
-    ctx = CollectorContext(
-        options={"w": "3", "t": "2m", "on": "true", "off": "false", "re": "^sd", "none": ""}
+    declared = (
+        CollectorOption("w", "4", "", Integer(1)),
+        CollectorOption("t", "1s", "", Duration()),
+        CollectorOption("on", "false", "", Flag()),
+        CollectorOption("off", "true", "", Flag()),
+        CollectorOption("re", "", "", Regex()),
+        CollectorOption("none", "^x", "", Regex()),
+        CollectorOption("missing", "true", "", Flag()),
+        CollectorOption("empty-flag", "true", "", Flag()),
+        CollectorOption("mode", "auto", "", Choice(("auto", "true", "false"))),
     )
-    assert ctx.integer("w", 4) == 3 and ctx.integer("missing", 4) == 4
-    assert ctx.seconds("t", 1.0) == 120.0 and ctx.seconds("missing", 1.5) == 1.5
-    assert ctx.flag("on") and not ctx.flag("off") and ctx.flag("missing", default=True)
-    pattern = ctx.regex("re")
-    assert pattern is not None and pattern.search("sda") and pattern is ctx.regex("re")
-    assert ctx.regex("none") is None and ctx.regex("missing") is None
+    given = {"w": "3", "t": "2m", "on": "true", "off": "false", "re": "^sd", "none": ""}
+    opts = Options(declared, {**given, "empty-flag": ""})
+    assert opts.integer("w") == 3 and opts.seconds("t") == 120.0
+    assert opts.flag("on") and not opts.flag("off")
+    assert opts.flag("missing") and opts.flag("empty-flag")  # the declared default
+    assert opts.text("mode") == "auto"
+    pattern = opts.regex("re")
+    assert pattern is not None and pattern.search("sda")
+    assert opts.regex("none") is None  # an empty regex is no filter, not the default
+    defaults = Options(declared, {})
+    assert defaults.integer("w") == 4 and defaults.seconds("t") == 1.0
+    assert not defaults.flag("on") and defaults.regex("none") is not None
+    with pytest.raises(TypeError, match="not bool"):
+        opts.flag("w")
+    with pytest.raises(KeyError):
+        opts.flag("undeclared")
+    with pytest.raises(ValueError, match="option w"):
+        Options(declared, {"w": "0"})
+
+
+def test_a_collector_parses_its_options_once_at_construction() -> None:
+    with pytest.raises(ValueError, match="option workers"):
+        REGISTRY["smart"].factory(CollectorContext(options={"workers": "many"}))
+    smart = REGISTRY["smart"].factory(CollectorContext())
+    declared = {o.name: o.default for o in REGISTRY["smart"].options}
+    assert smart.options.integer("workers") == int(declared["workers"])

@@ -1,11 +1,12 @@
-"""Typed collector options: each kind checks a flag's text at startup and reads it back typed."""
+"""Typed collector options: declared once with their default, checked at startup, parsed once."""
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar
 
 from collectors.toolkit.durations import format_duration, parse_duration
 
@@ -48,6 +49,10 @@ class OptionKind:
         """The checked value as stored in settings; a ``ValueError`` says what is wrong."""
         return text
 
+    def parse(self, text: str) -> object:
+        """The typed value a collector reads (here: the checked text)."""
+        return self.canonical(text)
+
 
 class Text(OptionKind):
     """Free text (e.g. a comma-separated list)."""
@@ -61,6 +66,10 @@ class Flag(OptionKind):
     def canonical(self, text: str) -> str:
         """``true`` or ``false``."""
         return "true" if parse_bool(text) else "false"
+
+    def parse(self, text: str) -> object:
+        """``True`` or ``False``."""
+        return parse_bool(text)
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,10 @@ class Integer(OptionKind):
             raise ValueError(f"{value} is out of range: must be at least {self.minimum}{top}")
         return str(value)
 
+    def parse(self, text: str) -> object:
+        """The number."""
+        return int(self.canonical(text))
+
 
 class Regex(OptionKind):
     """A Python regular expression; empty means no filter."""
@@ -91,6 +104,10 @@ class Regex(OptionKind):
         """The pattern unchanged, once it compiles."""
         parse_regex(text)
         return text
+
+    def parse(self, text: str) -> object:
+        """The compiled pattern; ``None`` when empty (no filter)."""
+        return parse_regex(text)
 
 
 @dataclass(frozen=True)
@@ -127,3 +144,65 @@ class Duration(OptionKind):
         if self.positive and seconds <= 0:
             raise ValueError(f"must be more than zero: {text!r}")
         return format_duration(seconds)
+
+    def parse(self, text: str) -> object:
+        """Seconds."""
+        return parse_duration(self.canonical(text))
+
+
+@dataclass(frozen=True)
+class CollectorOption:
+    """A collector-specific flag ``--collector.<name>.<option>``; ``kind`` checks its value."""
+
+    name: str
+    default: str
+    help: str
+    kind: OptionKind = field(default_factory=Text)
+
+
+T = TypeVar("T")
+
+
+class Options:
+    """A collector's options, parsed once from their texts; an unset option has its default."""
+
+    def __init__(self, declared: Sequence[CollectorOption], given: Mapping[str, str]) -> None:
+        self._values: dict[str, object] = {}
+        for option in declared:
+            text = given.get(option.name, option.default)
+            try:
+                self._values[option.name] = option.kind.parse(text)
+            except ValueError as exc:
+                if text:
+                    raise ValueError(f"option {option.name}: {exc}") from None
+                # Kinds without an empty value (flags, numbers, durations, choices): default.
+                self._values[option.name] = option.kind.parse(option.default)
+
+    def _get(self, name: str, kind: type[T]) -> T:
+        value = self._values[name]  # KeyError: the collector reads an option it did not declare
+        if type(value) is not kind:
+            raise TypeError(f"option {name} is {type(value).__name__}, not {kind.__name__}")
+        return value
+
+    def flag(self, name: str) -> bool:
+        """A ``Flag`` option."""
+        return self._get(name, bool)
+
+    def integer(self, name: str) -> int:
+        """An ``Integer`` option."""
+        return self._get(name, int)
+
+    def seconds(self, name: str) -> float:
+        """A ``Duration`` option, in seconds."""
+        return self._get(name, float)
+
+    def text(self, name: str) -> str:
+        """A ``Text``, ``Choice`` or other text option."""
+        return self._get(name, str)
+
+    def regex(self, name: str) -> re.Pattern[str] | None:
+        """A ``Regex`` option, compiled; ``None`` when empty."""
+        value = self._values[name]
+        if value is not None and not isinstance(value, re.Pattern):
+            raise TypeError(f"option {name} is {type(value).__name__}, not a regex")
+        return value
