@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import ALLOWUTF8, DOTS, UNDERSCORES, VALUES
@@ -149,19 +148,3 @@ def gzip_accepted(accept_encoding: str) -> bool:
         coding, *params = item.split(";")
         qualities.setdefault(coding.strip().lower(), _quality(params))
     return qualities.get("gzip", qualities.get("*", 0.0)) > 0
-
-
-@lru_cache(maxsize=256)
-def _negotiated(accept: str, accept_encoding: str) -> tuple[Format, bool]:
-    return negotiate(accept), gzip_accepted(accept_encoding)
-
-
-# Longer headers are negotiated each time, so the memo holds at most 256 short pairs (~100 KB).
-MEMO_MAX_CHARS = 256
-
-
-def negotiated(accept: str, accept_encoding: str) -> tuple[Format, bool]:
-    """Format and gzip choice for a request's headers; the answers for short headers are kept."""
-    if len(accept) + len(accept_encoding) <= MEMO_MAX_CHARS:
-        return _negotiated(accept, accept_encoding)
-    return negotiate(accept), gzip_accepted(accept_encoding)

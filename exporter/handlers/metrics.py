@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client.metrics_core import Metric
 
 from exporter.cache import MetricCache
-from exporter.formats import Format, negotiated
+from exporter.formats import Format, gzip_accepted, negotiate
 from exporter.freshness import BuildInfo, Freshness
 from exporter.keys import CACHE, CLOCK, RENDERER, RESPONSE_CACHE, SETTINGS
 from exporter.response_cache import VARY, CacheKey, Query, Rendered
@@ -21,23 +21,19 @@ BUILD_INFO = BuildInfo()
 
 @dataclass(frozen=True)
 class Scrape:
-    """A /metrics request as negotiated: sorted query, format and whether to gzip."""
+    """A /metrics request as negotiated: sorted query, format, gzip, response-cache key."""
 
     query: Query
     fmt: Format
     gzip: bool
+    key: CacheKey
 
     @classmethod
-    def of(cls, request: web.Request) -> Scrape:
-        """Negotiate ``request`` (the only place that reads its query and headers)."""
-        headers = request.headers
-        fmt, gzip = negotiated(headers.get("Accept", ""), headers.get("Accept-Encoding", ""))
-        return cls(tuple(sorted(request.query.items())), fmt, gzip)
-
-    @property
-    def key(self) -> CacheKey:
-        """Response-cache key."""
-        return self.query, self.fmt.content_type, "gzip" if self.gzip else ""
+    def negotiate(cls, request: web.Request, accept: str, accept_encoding: str) -> Scrape:
+        """Sort the query and pick the format and encoding."""
+        query = tuple(sorted(request.query.items())) if request.query_string else ()
+        fmt, gzip = negotiate(accept), gzip_accepted(accept_encoding)
+        return cls(query, fmt, gzip, (query, fmt.content_type, "gzip" if gzip else ""))
 
     def values(self, name: str) -> list[str]:
         """The values of query parameter ``name`` (in sorted order)."""
@@ -49,6 +45,26 @@ class Scrape:
         if self.gzip:
             headers["Content-Encoding"] = "gzip"
         return headers
+
+
+# Recent short requests (query string, Accept, Accept-Encoding) and their negotiation: a
+# scrape repeats its request, and looking it up costs less than negotiating it again.
+_RECENT: dict[tuple[str, str, str], Scrape] = {}
+RECENT_MAX, RECENT_MAX_CHARS = 256, 512
+
+
+def scrape_of(request: web.Request) -> Scrape:
+    """Negotiate ``request`` once (the only place that reads its query and headers)."""
+    headers = request.headers
+    raw = (request.query_string, headers.get("Accept", ""), headers.get("Accept-Encoding", ""))
+    scrape = _RECENT.get(raw)
+    if scrape is None:
+        scrape = Scrape.negotiate(request, raw[1], raw[2])
+        if len(raw[0]) + len(raw[1]) + len(raw[2]) <= RECENT_MAX_CHARS:
+            if len(_RECENT) >= RECENT_MAX:
+                del _RECENT[next(iter(_RECENT))]  # the oldest
+            _RECENT[raw] = scrape
+    return scrape
 
 
 def select_collectors(wanted: Scrape, cache: MetricCache) -> list[str]:
@@ -109,7 +125,7 @@ async def render(request: web.Request, scrape: Scrape) -> Rendered:
 async def metrics(request: web.Request) -> web.Response:
     """Serve the selected collectors' cached families plus freshness metrics."""
     app = request.app
-    scrape = Scrape.of(request)
+    scrape = scrape_of(request)
     if not app[SETTINGS].response_cache:
         rendered = await render(request, scrape)
         return web.Response(body=rendered.body, headers=rendered.headers)
