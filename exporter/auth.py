@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import BasicAuth, hdrs, web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
 from exporter.credentials import AuthBusy, BasicAuthenticator, BcryptPool
 from exporter.webconfig import (
@@ -22,7 +21,6 @@ from exporter.webconfig import (
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REALM = "hwcache-exporter"
 CHALLENGE = {hdrs.WWW_AUTHENTICATE: f'Basic realm="{REALM}"'}

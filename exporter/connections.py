@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
-
-from exporter.limits import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger(__name__)
 

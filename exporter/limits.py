@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import hdrs, web
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from aiohttp.typedefs import Handler
 
 # Passed to web.AppRunner (and so to aiohttp's HTTP parser): a longer request line or
 # header, or more headers, is answered 400 by aiohttp before any handler runs.

@@ -14,8 +14,9 @@ from typing import Any
 import psutil
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from aiohttp.typedefs import Handler
 
-from exporter.limits import BODY_CHUNK, Handler, send_body
+from exporter.limits import BODY_CHUNK, send_body
 from tests.support import FIXTURE_ARGS, Exporter, answers, run_exporter
 
 MiB = 1024 * 1024

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from exporter.handlers.cache_api import invalidate, stats
 from exporter.handlers.metrics import metrics
 from exporter.handlers.pages import healthy, landing, ready
 from exporter.handlers.probe import probe
-from exporter.limits import Handler
 
 
 def routes(
