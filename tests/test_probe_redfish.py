@@ -238,3 +238,21 @@ async def test_shutdown_logs_out_of_every_cached_session(
     assert len(setup.fake.tokens) == 2
     await setup.probes.close()
     assert setup.fake.logouts == 2 and not setup.fake.tokens
+
+
+async def test_invalidating_one_target_polls_it_again_rate_limited(setup: Setup) -> None:
+    assert (await setup.probe())[0] == 200
+    assert (await setup.probe())[0] == 200
+    assert setup.fake.requests["/redfish/v1/"] == 1
+    response = await setup.client.post("/cache/invalidate", params={"target": setup.key()})
+    assert response.status == 200
+    reply = await response.json()
+    assert reply["invalidated"] == [] and reply["invalidated_targets"] == [setup.key()]
+    assert (await setup.probe())[0] == 200
+    assert setup.fake.requests["/redfish/v1/"] == 2  # polled again, once
+    again = await setup.client.post("/cache/invalidate", params={"target": setup.key()})
+    assert again.status == 429
+    assert setup.key() in (await again.json())["targets"]
+    unknown = await setup.client.post("/cache/invalidate", params={"target": "bmc/10.9.9.9"})
+    assert unknown.status == 400
+    assert "unknown or disabled target 'bmc/10.9.9.9'" in (await unknown.json())["error"]

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter.cache import MetricCache
 from exporter.clock import Instant
 from exporter.entry import EntryView
 from exporter.handlers.probe import PROBES
@@ -70,47 +71,66 @@ def _json_error(status: type[web.HTTPException], message: str, **extra: Any) -> 
     return status(text=json.dumps({"error": message, **extra}), content_type="application/json")
 
 
+def _checked(wanted: list[str], cache: MetricCache | None, what: str) -> list[str]:
+    """``wanted`` when ``cache`` holds each of them; a JSON 400 naming the first it lacks."""
+    for name in wanted:
+        if cache is None or name not in cache:
+            known = cache.names if cache is not None and what == "collector" else None
+            extra = {"enabled": known} if known is not None else {}
+            hint = " (see /cache/stats for cached targets)" if what == "target" else ""
+            raise _json_error(
+                web.HTTPBadRequest, f"unknown or disabled {what} {name[:300]!r}{hint}", **extra
+            )
+    return wanted
+
+
 async def invalidate(request: web.Request) -> web.Response:
-    """Expire all or ``?collector=`` entries; ``refresh=now`` recollects them immediately."""
+    """Expire all or ``?collector=`` entries and ``?target=`` remote targets (``module/host``);
+    ``refresh=now`` recollects them immediately."""
     app = request.app
     cache, settings = app[CACHE], app[SETTINGS]
     if not settings.invalidate_enabled:
         raise _json_error(
             web.HTTPForbidden, "invalidation is disabled (--no-web.enable-invalidate)"
         )
-    unknown_params = sorted(set(request.query) - {"collector", "refresh"})
+    unknown_params = sorted(set(request.query) - {"collector", "target", "refresh"})
     if unknown_params:
         raise _json_error(
             web.HTTPBadRequest,
-            f"unknown parameter {unknown_params[0][:64]!r}; use collector= and refresh=next|now",
+            f"unknown parameter {unknown_params[0][:64]!r}; "
+            "use collector=, target= and refresh=next|now",
         )
     refresh = request.query.get("refresh", "next")
     if refresh not in REFRESH_MODES:
         raise _json_error(web.HTTPBadRequest, f"refresh must be one of {', '.join(REFRESH_MODES)}")
-    names = list(dict.fromkeys(request.query.getall("collector", []))) or cache.names
-    for name in names:
-        if name not in cache:
-            raise _json_error(
-                web.HTTPBadRequest,
-                f"unknown or disabled collector {name[:64]!r}",
-                enabled=cache.names,
-            )
-    waits = {n: cache.forced_refresh_wait(n, settings.invalidate_min_interval) for n in names}
+    remote = app[PROBES].cache if PROBES in app else None
+    targets = _checked(list(dict.fromkeys(request.query.getall("target", []))), remote, "target")
+    names = list(dict.fromkeys(request.query.getall("collector", [])))
+    names = _checked(names, cache, "collector") if names or targets else cache.names
+    limit = settings.invalidate_min_interval
+    waits = {n: cache.forced_refresh_wait(n, limit) for n in names}
+    target_waits = {t: remote.forced_refresh_wait(t, limit) for t in targets if remote}
     limited = {n: w for n, w in waits.items() if w > 0}
-    if limited:
-        retry_after = math.ceil(max(limited.values()))
+    limited_targets = {t: w for t, w in target_waits.items() if w > 0}
+    if limited or limited_targets:
+        retry_after = math.ceil(max([*limited.values(), *limited_targets.values()]))
         body = {
             "error": "forced refresh too soon; nothing was invalidated",
             "retry_after_seconds": retry_after,
             "collectors": {n: round(w, 3) for n, w in sorted(limited.items())},
         }
+        if limited_targets:
+            body["targets"] = {t: round(w, 3) for t, w in sorted(limited_targets.items())}
         raise web.HTTPTooManyRequests(
             text=json.dumps(body),
             content_type="application/json",
             headers={"Retry-After": str(retry_after)},
         )
     cache.invalidate(names, refresh_now=refresh == "now")
-    return web.json_response(
-        {"invalidated": names, "refresh": refresh, "generation": cache.generation},
-        status=202 if refresh == "now" else 200,
-    )
+    if remote is not None and targets:
+        remote.invalidate(targets, refresh_now=refresh == "now")
+    reply: dict[str, Any] = {"invalidated": names, "refresh": refresh}
+    if targets:
+        reply["invalidated_targets"] = targets
+    reply["generation"] = cache.generation
+    return web.json_response(reply, status=202 if refresh == "now" else 200)
