@@ -34,6 +34,7 @@ READ_ARGS = (
     "--info",
     "--health",
     "--attributes",
+    "--capabilities",  # NVMe temperature thresholds (smartctl >= 7.5); reads no more data
     "--tolerance=verypermissive",
     "--format=brief",
     "--log=error",

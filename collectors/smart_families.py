@@ -46,6 +46,19 @@ def _counter(name: str, doc: str, labels: Sequence[str] = ("device",)) -> Counte
 
 
 Extractor = Callable[[dict[str, Any]], float | None]
+
+
+def link_speed(kind: str) -> Extractor:
+    """SATA link speed ``interface_speed.<kind>`` (current, max) in bytes per second."""
+
+    def extract(doc: dict[str, Any]) -> float | None:
+        units = number(doc, "interface_speed", kind, "units_per_second")
+        bits = number(doc, "interface_speed", kind, "bits_per_unit")
+        return None if units is None or bits is None else units * bits / 8
+
+    return extract
+
+
 Spec = tuple[str, str | Extractor, float, str]
 NV = "nvme_smart_health_information_log"
 ST = "ata_smart_self_test_log.standard"
@@ -55,6 +68,16 @@ SCALARS: tuple[Spec, ...] = (
     ("hw_smart_status_passed", "smart_status.passed", 1, "1 if the SMART health check passed."),
     ("hw_smart_temperature_celsius", "temperature.current", 1, "Current drive temperature."),
     ("hw_smart_temperature_trip_celsius", "temperature.drive_trip", 1, "SCSI trip temperature."),
+    # smartctl >= 7.5 with --capabilities: NVMe composite thresholds (Identify WCTEMP, CCTEMP).
+    ("hw_smart_temperature_warning_celsius", "temperature.op_limit_max", 1, "NVMe warning limit."),
+    (
+        "hw_smart_temperature_critical_celsius",
+        "temperature.critical_limit_max",
+        1,
+        "NVMe critical temperature limit.",
+    ),
+    ("hw_smart_interface_speed_bytes", link_speed("current"), 1, "SATA link speed, bytes/s."),
+    ("hw_smart_interface_speed_max_bytes", link_speed("max"), 1, "Fastest SATA link, bytes/s."),
     ("hw_smart_power_on_seconds", power_on_seconds, 1, "Power-on time (hour resolution)."),
     ("hw_smart_power_cycles_total", power_cycles, 1, "Power cycles (SCSI: start-stop cycles)."),
     ("hw_smart_capacity_bytes", capacity_bytes, 1, "User capacity."),

@@ -121,6 +121,10 @@ def _device_series(doc: dict[str, Any], scsi_by_protocol: bool) -> Iterator[Seri
                 "attribute_value_type": value_type,
             }
             yield "smartctl_device_attribute", labels, num(attribute, path)
+    for speed_type in ("max", "current"):
+        if (speed := get(doc, f"interface_speed.{speed_type}")) is not None:
+            bits = num(speed, "units_per_second") * num(speed, "bits_per_unit")
+            yield "smartctl_device_interface_speed", {"speed_type": speed_type}, bits
     if get(doc, "power_on_time") is not None:
         seconds = num(doc, "power_on_time.hours") * 3600 + num(doc, "power_on_time.minutes") * 60
         yield "smartctl_device_power_on_seconds", {}, seconds

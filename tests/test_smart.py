@@ -31,6 +31,8 @@ from tests.support import FAKES, SMARTCTL, fake_path, run_exporter
 from tests.unreadable import assert_unreadable
 
 FIXTURES = sorted(SMARTCTL.glob("*.json"))
+NVME_75 = "nvme-7.5-TEAM_TM8FP6256G-nvme0"  # smartctl 7.5 -a: NVMe temperature thresholds
+USB_SATA = "usbjmicron-Hitachi_HDS721050DLE630-sdc"  # 6.0 Gb/s drive on a 1.5 Gb/s link
 # The fakes run under this interpreter: much faster to start than a pyenv shim.
 PATH = fake_path(str(Path(sys.executable).parent))
 
@@ -109,6 +111,15 @@ def test_every_fixture_matches_its_json(every_fixture: Sequence[Metric], path: P
     capacity = doc.get("user_capacity", {}).get("bytes", doc.get("nvme_total_capacity"))
     assert value(fams, "hw_smart_capacity_bytes", device=dev) == capacity
     assert value(fams, "hw_smart_rotation_rate_rpm", device=dev) == doc.get("rotation_rate")
+    limits = doc["temperature"]
+    warning = value(fams, "hw_smart_temperature_warning_celsius", device=dev)
+    assert warning == limits.get("op_limit_max")
+    critical = value(fams, "hw_smart_temperature_critical_celsius", device=dev)
+    assert critical == limits.get("critical_limit_max")
+    for kind, suffix in (("current", ""), ("max", "_max")):
+        speed = doc.get("interface_speed", {}).get(kind)
+        expected = speed and speed["units_per_second"] * speed["bits_per_unit"] / 8
+        assert value(fams, f"hw_smart_interface_speed{suffix}_bytes", device=dev) == expected
     labels = info(fams, dev)
     assert labels["model"] == doc.get("model_name", doc.get("scsi_model_name"))
     assert labels["serial"] == doc["serial_number"]
@@ -152,6 +163,37 @@ def test_every_fixture_matches_its_json(every_fixture: Sequence[Metric], path: P
         assert uncorrected == counters["total_uncorrected_errors"]
         processed = value(fams, "hw_smart_scsi_processed_bytes_total", **labels)
         assert processed == pytest.approx(float(counters["gigabytes_processed"]) * 1e9)
+
+
+def test_fake_prints_nvme_thresholds_only_with_capabilities() -> None:
+    """As smartctl >= 7.5 (nvmeprint.cpp), so the test below fails without the option."""
+    for extra, printed in (([], False), (["--capabilities"], True)):
+        out = subprocess.run(
+            [str(FAKES / "smartctl"), "--json", "--info", *extra, f"/dev/{NVME_75}"],
+            env={**os.environ, "PATH": PATH}, capture_output=True, check=True,
+        )  # fmt: skip
+        assert ("op_limit_max" in json.loads(out.stdout)["temperature"]) is printed
+
+
+async def test_nvme_temperature_thresholds_are_asked_for() -> None:
+    """The collector passes --capabilities and exports the composite thresholds."""
+    doc = load(NVME_75)
+    fams = await collect({"devices": f"/dev/{NVME_75}"})
+    thresholds = doc["nvme_composite_temperature_threshold"]
+    warning = value(fams, "hw_smart_temperature_warning_celsius", device=NVME_75)
+    critical = value(fams, "hw_smart_temperature_critical_celsius", device=NVME_75)
+    assert (warning, critical) == (thresholds["warning"], thresholds["critical"])
+
+
+async def test_sata_link_speeds_as_smartctl_prints_them() -> None:
+    """Bytes per second from the printed speed ("6.0 Gb/s"), current below max on a slow link."""
+    fams = await collect({"devices": f"/dev/{USB_SATA}"})
+    speed = load(USB_SATA)["interface_speed"]
+    gbit = {kind: float(speed[kind]["string"].removesuffix(" Gb/s")) for kind in ("current", "max")}
+    current = value(fams, "hw_smart_interface_speed_bytes", device=USB_SATA)
+    fastest = value(fams, "hw_smart_interface_speed_max_bytes", device=USB_SATA)
+    assert (current, fastest) == (gbit["current"] * 1e9 / 8, gbit["max"] * 1e9 / 8)
+    assert gbit["current"] < gbit["max"]  # the enclosure's link is slower than the disk
 
 
 def test_fixture_set_covers_the_hard_cases() -> None:
