@@ -138,6 +138,8 @@ class RedfishClient:
             raise CollectorError(
                 f"{method} {path}: no answer within {self.module.request_timeout:g}s"
             ) from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise CollectorError(_untrusted(exc)) from None
         except aiohttp.ClientError as exc:
             raise CollectorError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
 
@@ -156,6 +158,16 @@ def _session_path(location: str | None, body: bytes) -> str | None:
     if path.startswith(SESSIONS + "/") and len(path) > len(SESSIONS) + 1:
         return path
     return None
+
+
+def _untrusted(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """What failed in a TLS certificate check, and what to configure."""
+    error = exc.certificate_error
+    reason = getattr(error, "verify_message", None) or str(error)
+    return (
+        f"TLS certificate of {exc.host}:{exc.port} not trusted ({reason}): give the CA that "
+        "signed it in the module's ca_file, or set tls_verify: false"
+    )
 
 
 def _json_object(path: str, body: bytes) -> dict[str, Any]:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from functools import cached_property
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import FIXTURES
 
 MOCKUPS = FIXTURES / "redfish"
 ROOT = "/redfish/v1/"
+Series = dict[tuple[str, str], float]  # (metric, the label that names the part) -> value
+PART_LABELS = ("sensor", "fan", "supply", "control", "module", "drive")
 
 
 class Mockup:
@@ -43,3 +48,21 @@ def sensors_by(mockup: Mockup, chassis: str, units: str) -> dict[str, dict[str, 
     """The chassis' member Sensors in ``units`` that have a reading, by Id."""
     found = mockup.members(f"/redfish/v1/Chassis/{chassis}/Sensors")
     return {s["Id"]: s for s in found if s.get("ReadingUnits") == units and "Reading" in s}
+
+
+def parse(text: str) -> Series:
+    """A probe's samples by (name, part label); asserts that no series is there twice."""
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    keys = Counter((s.name, tuple(sorted(s.labels.items()))) for s in samples)
+    assert [k for k, n in keys.items() if n > 1] == []
+    series = {}
+    for s in samples:
+        labels = s.labels if s.name.startswith("hw_redfish_") else {}
+        part = next((labels[k] for k in PART_LABELS if k in labels), "")
+        series[(s.name, part)] = s.value
+    return series
+
+
+def of(series: Series, metric: str) -> dict[str, float]:
+    """The samples of one metric, by part label."""
+    return {part: value for (name, part), value in series.items() if name == metric}

@@ -6,7 +6,6 @@ every expected value is read from the mockup's JSON.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.redfish_families import HEALTH
 from collectors.redfish_reader import MAX_MEMBERS
@@ -23,15 +21,13 @@ from exporter.clock import FakeClock
 from exporter.probe_config import load_probe_config
 from exporter.settings import Settings
 from tests.redfish_faults import PASSWORD, USER, FaultyRedfish
-from tests.redfish_mockups import Mockup, sensors_by
+from tests.redfish_mockups import Mockup, Series, of, parse, sensors_by
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
-Series = dict[tuple[str, str], float]  # (metric, the label that names the part) -> value
 NEW = Mockup("public-rackmount1")
 OLD = Mockup("public-localstorage")
 CHASSIS = "/redfish/v1/Chassis/1U"
-PART_LABELS = ("sensor", "fan", "supply", "control", "module", "drive")
 
 
 class Probe:
@@ -47,15 +43,7 @@ class Probe:
         response = await self.client.get("/probe", params={"module": "bmc", "target": self.target})
         assert response.status == 200
         text = await response.text()
-        samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
-        keys = Counter((s.name, tuple(sorted(s.labels.items()))) for s in samples)
-        assert [k for k, n in keys.items() if n > 1] == []  # no series exported twice
-        series = {}
-        for s in samples:
-            labels = s.labels if s.name.startswith("hw_redfish_") else {}
-            part = next((labels[k] for k in PART_LABELS if k in labels), "")
-            series[(s.name, part)] = s.value
-        return text, series
+        return text, parse(text)
 
 
 @pytest.fixture
@@ -88,18 +76,15 @@ modules:
     return start
 
 
-def of(series: Series, metric: str) -> dict[str, float]:
-    """The samples of one metric, by part label."""
-    return {part: value for (name, part), value in series.items() if name == metric}
-
-
 def health(resource: dict[str, Any]) -> float:
     return HEALTH[resource["Status"]["Health"]]
 
 
 def copied_sensors() -> set[str]:
     """The Sensors of NEW whose readings its fans, power supplies and EnvironmentMetrics copy."""
-    uris = [f["SpeedPercent"]["DataSourceUri"] for f in NEW.members(CHASSIS + "/ThermalSubsystem/Fans")]
+    uris = [
+        f["SpeedPercent"]["DataSourceUri"] for f in NEW.members(CHASSIS + "/ThermalSubsystem/Fans")
+    ]
     for supply in NEW.members(CHASSIS + "/PowerSubsystem/PowerSupplies"):
         if "Metrics" in supply:
             metrics = NEW.get(supply["Metrics"]["@odata.id"])
@@ -192,7 +177,9 @@ async def test_the_old_models_when_a_chassis_has_only_those(
     assert of(series, "hw_redfish_voltage_volts") == {
         v["Name"]: v["ReadingVolts"] for v in power["Voltages"]
     }
-    assert of(series, "hw_redfish_voltage_health") == {v["Name"]: health(v) for v in power["Voltages"]}
+    assert of(series, "hw_redfish_voltage_health") == {
+        v["Name"]: health(v) for v in power["Voltages"]
+    }
     assert of(series, "hw_redfish_power_consumed_watts") == {
         c["Name"]: c["PowerConsumedWatts"] for c in power["PowerControl"]
     }
@@ -260,7 +247,9 @@ async def test_sensor_members_are_bounded_and_odd_units_skipped(
     probe = await serve(tree)
     _, series = await probe.get()
     wanted = [m for m in members if m["@odata.id"] not in copied_sensors()]
-    reads = sum(n for path, n in probe.fake.requests.items() if path.startswith(CHASSIS + "/Sensors/"))
+    reads = sum(
+        n for path, n in probe.fake.requests.items() if path.startswith(CHASSIS + "/Sensors/")
+    )
     assert reads == MAX_MEMBERS
     skipped = len(wanted) - MAX_MEMBERS + 1  # the rest, and the sensor in unknown units
     assert of(series, "hwcache_collector_unreadable_items") == {"": skipped}
