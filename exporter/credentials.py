@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import heapq
 import hmac
 import ipaddress
+import itertools
 import logging
 import os
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -132,11 +134,14 @@ class _Check:
 
 
 class BcryptPool:
-    """bcrypt checks in ``workers`` threads, taken in turn from each client address's queue.
+    """bcrypt checks in ``workers`` threads, taken in turn by client address.
 
-    A flood of guesses from one address then delays another address's check by one bcrypt run
-    at most, instead of filling a shared queue; every address has at most ``per_source``
-    checks pending and all of them together ``capacity``; past that a check is refused at once.
+    Start-time fair queuing: each check gets a turn number, one past the later of the turn
+    being served and its address's previous check; the lowest turn runs next, and an address
+    with nothing pending goes before busy ones on a tie. A flood of guesses from one address
+    then delays another address's check by the checks already running, instead of filling a
+    shared queue. Every address has at most ``per_source`` checks pending and all of them
+    together ``capacity``; past that a check is refused at once.
     """
 
     def __init__(
@@ -152,8 +157,10 @@ class BcryptPool:
         self.running = 0
         self.rejected = 0
         self._by_source: Counter[str] = Counter()
-        # Addresses with queued checks, next to be served first (the served one goes last).
-        self._queues: OrderedDict[str, deque[_Check]] = OrderedDict()
+        self._last_turn: dict[str, int] = {}  # of each address's latest pending check
+        self._turn = 0  # of the check started last
+        self._queue: list[tuple[int, bool, int, _Check]] = []  # (turn, busy, arrival, check)
+        self._arrivals = itertools.count()
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="bcrypt")
 
     def submit(self, password: bytes, hashed: bytes, source: str = "") -> asyncio.Future[bool]:
@@ -163,18 +170,18 @@ class BcryptPool:
             raise AuthBusy(f"{self._by_source[source]} password checks pending from {source}")
         loop = asyncio.get_running_loop()
         check = _Check(password, hashed, source, loop.create_future())
-        self._queues.setdefault(source, deque()).append(check)
+        busy = source in self._last_turn
+        turn = max(self._turn, self._last_turn.get(source, 0)) + 1
+        self._last_turn[source] = turn
+        heapq.heappush(self._queue, (turn, busy, next(self._arrivals), check))
         self.pending += 1
         self._by_source[source] += 1
         self._start(loop)
         return check.result
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        while self.running < self.workers and self._queues:
-            source, queue = self._queues.popitem(last=False)
-            check = queue.popleft()
-            if queue:
-                self._queues[source] = queue  # its next check waits for the others' turn
+        while self.running < self.workers and self._queue:
+            self._turn, _, _, check = heapq.heappop(self._queue)
             self.running += 1
             work = loop.run_in_executor(self._executor, _checkpw, check.password, check.hashed)
             work.add_done_callback(functools.partial(self._finished, check, loop))
@@ -187,6 +194,7 @@ class BcryptPool:
         self._by_source[check.source] -= 1
         if not self._by_source[check.source]:
             del self._by_source[check.source]
+            del self._last_turn[check.source]
         if work.cancelled():
             check.result.cancel()
         elif not check.result.done():

@@ -20,7 +20,13 @@ from aiohttp.test_utils import TestClient
 
 from exporter.auth import WEB_SECURITY
 from exporter.clock import FakeClock
-from exporter.credentials import BasicAuthenticator, BcryptPool, VerifiedCache, source_of
+from exporter.credentials import (
+    AuthBusy,
+    BasicAuthenticator,
+    BcryptPool,
+    VerifiedCache,
+    source_of,
+)
 from tests.support import run_exporter
 from tests.websec import HEADERS, HSTS, basic, start, wait_for
 
@@ -257,6 +263,22 @@ def test_sighup_keeps_verified_credentials_in_a_running_exporter(tmp_path: Path)
         assert "verified credentials kept: 1" in exporter.logs()
         assert exporter.get("/metrics", alice_auth)[0] == 200
         assert exporter.logs().count("password check for user 'alice'") == 1
+
+
+async def test_the_pool_takes_checks_from_each_address_in_turn(probe: BcryptProbe) -> None:
+    pool = BcryptPool(workers=1, per_source=4, capacity=64)
+    hashes = {source: bcrypt_hash("pw", 4).encode() for source in ("flood", "scraper")}
+    probe.gate.clear()  # the first check holds the only worker
+    checks = [pool.submit(b"guess", hashes["flood"], "flood") for _ in range(4)]
+    with pytest.raises(AuthBusy):  # a fifth check from the same address is refused at once
+        pool.submit(b"guess", hashes["flood"], "flood")
+    checks.append(pool.submit(b"pw", hashes["scraper"], "scraper"))
+    probe.gate.set()
+    assert await asyncio.gather(*checks) == [False] * 4 + [True]
+    # The scraper's check ran second, not behind the flood's three waiting ones.
+    order = ["flood" if h == hashes["flood"] else "scraper" for h in probe.hashes]
+    assert order == ["flood", "scraper", "flood", "flood", "flood"]
+    assert pool.pending == 0 and pool.rejected == 1
 
 
 async def test_concurrent_checks_of_the_same_credentials_share_one_bcrypt(
