@@ -10,7 +10,7 @@ from typing import TypeVar
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from collectors.base import Collector, CollectorError, NotApplicable
+from collectors.base import Collector, CollectorContext, CollectorError, NotApplicable
 from collectors.ipmi_parse import (
     DcmiReading,
     Reading,
@@ -72,6 +72,10 @@ DCMI_UNSUPPORTED = ("Invalid command", "not supported", "Invalid data field")
 )
 class IpmiCollector(Collector):
     """Runs ipmitool sub-commands one after the other, each within the collector timeout."""
+
+    def __init__(self, ctx: CollectorContext) -> None:
+        super().__init__(ctx)
+        self._reported: dict[str, str] = {}  # last failure logged per best-effort sub-command
 
     async def collect(self) -> Sequence[Metric]:
         """Sensors are required; DCMI and SEL are best effort."""
@@ -148,7 +152,11 @@ class IpmiCollector(Collector):
             if result.returncode != 0:
                 reason = self._failure(result)
                 unsupported = args[0] == "dcmi" and any(s in reason for s in DCMI_UNSUPPORTED)
-                level = logging.DEBUG if unsupported else logging.WARNING
+                # The same refusal at every poll (a BMC that lets this user read sensors
+                # but not DCMI) is worth one warning, not one per poll and target.
+                repeated = self._reported.get(what) == reason
+                self._reported[what] = reason
+                level = logging.DEBUG if unsupported or repeated else logging.WARNING
                 log.log(level, "%s failed (%s); not exported", what, reason)
                 return None
         except (CollectorError, NotApplicable) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
 import socket
 import subprocess
@@ -233,6 +234,23 @@ async def test_module_switches_leave_out_sel_and_dcmi(tmp_path: Path) -> None:
             "Inlet Temp": 50,
         }
         assert runs == 0
+
+
+async def test_a_refused_dcmi_is_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="collectors.ipmi")
+    levels = []
+    with simulator(tmp_path) as port:
+        lan = collector(tmp_path, port)
+        for _ in range(2):
+            caplog.clear()
+            families = await lan.collect()
+            assert "hw_ipmi_temperature_celsius" in {f.name for f in families}
+            dcmi = [r for r in caplog.records if "dcmi power reading" in r.getMessage()]
+            assert len(dcmi) == 1 and "Insufficient privilege level" in dcmi[0].getMessage()
+            levels.append(dcmi[0].levelno)
+    assert levels == [logging.WARNING, logging.DEBUG]
 
 
 async def test_an_ipv6_bmc(tmp_path: Path) -> None:
