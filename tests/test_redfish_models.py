@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from collectors.redfish_families import HEALTH
+from collectors.redfish_families import GAUGES, HEALTH
 from collectors.redfish_reader import MAX_MEMBERS
 from exporter.app import create_app
 from exporter.clock import FakeClock
@@ -22,6 +22,7 @@ from exporter.probe_config import load_probe_config
 from exporter.settings import Settings
 from tests.redfish_faults import PASSWORD, USER, FaultyRedfish
 from tests.redfish_mockups import Mockup, Series, of, parse, sensors_by
+from tests.support import REPO
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
@@ -255,3 +256,10 @@ async def test_sensor_members_are_bounded_and_odd_units_skipped(
     assert of(series, "hwcache_collector_unreadable_items") == {"": skipped}
     assert odd["Name"] not in of(series, "hw_redfish_temperature_celsius")
     assert of(series, "hwcache_collector_success") == {"": 1}
+
+
+def test_every_family_is_documented() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    page = (REPO / "docs" / "collectors" / "redfish.md").read_text(encoding="utf-8")
+    names = [f"`hw_redfish_{key}`" for key in GAUGES] + ["`hw_redfish_system_info`"]
+    assert [name for name in names if name not in readme or name not in page] == []
