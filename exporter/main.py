@@ -14,10 +14,11 @@ import psutil
 
 from collectors.registry import CollectorSpec, load_all
 from collectors.toolkit.runner import CommandRunner
-from exporter import __version__, invalidate_cli
+from exporter import __version__, gc_pauses, invalidate_cli
 from exporter.app import create_app
 from exporter.auth import WebSecurity
 from exporter.cli import enabled_collectors, explicit_collectors, parse_flags, settings_from_args
+from exporter.keys import CACHE
 from exporter.logs import setup_logging
 from exporter.probe_config import ProbeConfig, ProbeConfigError, load_probe_config
 from exporter.script_config import ScriptConfigError, load_scripts
@@ -143,6 +144,7 @@ def run(args: argparse.Namespace, registry: dict[str, CollectorSpec]) -> None:
     except ListenError as exc:
         raise SystemExit(str(exc)) from None
     app = create_app(settings, runner=runner, security=security)
+    gc_pauses.install(app[CACHE])
     log_skipped(settings.skipped)
     log.info(
         "starting hwcache-exporter %s on %s with collectors: %s",

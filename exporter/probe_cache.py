@@ -197,8 +197,3 @@ def tls_context(module: ProbeModule) -> ssl.SSLContext | bool:
     if not module.tls_verify:
         return False
     return ssl.create_default_context(cafile=str(module.ca_file) if module.ca_file else None)
-
-
-def target_context(module: ProbeModule) -> CollectorContext:
-    """The collector context of a remote target: only its timeout matters."""
-    return CollectorContext(timeout=module.timeout)
