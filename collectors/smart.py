@@ -39,6 +39,7 @@ READ_ARGS = (
     "--format=brief",
     "--log=error",
     "--log=selftest",
+    "--log=sasphy",  # SAS phy link rates; SCSI disks only, ignored for ATA and NVMe
 )
 
 

@@ -11,6 +11,7 @@ from prometheus_client.metrics_core import Metric
 from collectors.base import SkipItem
 from collectors.nvme_health import FIELDS, HealthLog, controller, health_families
 from collectors.smart_devices import wwn
+from collectors.smart_links import current_speed, max_speed
 from collectors.smart_parse import DeviceResult, Unreadable, finite, number, section, text
 from collectors.smart_selftest import selftest_families
 
@@ -46,19 +47,6 @@ def _counter(name: str, doc: str, labels: Sequence[str] = ("device",)) -> Counte
 
 
 Extractor = Callable[[dict[str, Any]], float | None]
-
-
-def link_speed(kind: str) -> Extractor:
-    """SATA link speed ``interface_speed.<kind>`` (current, max) in bytes per second."""
-
-    def extract(doc: dict[str, Any]) -> float | None:
-        units = number(doc, "interface_speed", kind, "units_per_second")
-        bits = number(doc, "interface_speed", kind, "bits_per_unit")
-        return None if units is None or bits is None else units * bits / 8
-
-    return extract
-
-
 Spec = tuple[str, str | Extractor, float, str]
 NV = "nvme_smart_health_information_log"
 ST = "ata_smart_self_test_log.standard"
@@ -76,8 +64,8 @@ SCALARS: tuple[Spec, ...] = (
         1,
         "NVMe critical temperature limit.",
     ),
-    ("hw_smart_interface_speed_bytes", link_speed("current"), 1, "SATA link speed, bytes/s."),
-    ("hw_smart_interface_speed_max_bytes", link_speed("max"), 1, "Fastest SATA link, bytes/s."),
+    ("hw_smart_interface_speed_bytes", current_speed, 1, "Link speed (SATA, SAS), bytes/s."),
+    ("hw_smart_interface_speed_max_bytes", max_speed, 1, "Fastest SATA link speed, bytes/s."),
     ("hw_smart_power_on_seconds", power_on_seconds, 1, "Power-on time (hour resolution)."),
     ("hw_smart_power_cycles_total", power_cycles, 1, "Power cycles (SCSI: start-stop cycles)."),
     ("hw_smart_capacity_bytes", capacity_bytes, 1, "User capacity."),

@@ -196,6 +196,42 @@ async def test_sata_link_speeds_as_smartctl_prints_them() -> None:
     assert gbit["current"] < gbit["max"]  # the enclosure's link is slower than the disk
 
 
+SAS_DISK = "HITACHI_H109060SESUN600G_9"  # a 6 Gb/s SAS-2 drive
+
+
+def sas_phys(port0_rate: str) -> dict[str, Any]:
+    """``--log=sasphy`` sections as smartctl's scsiprint.cpp writes them (hand-written: no
+    public capture of that log was found): port 0 cabled, port 1 not."""
+    phy = {"identifier": 0, "attached_device_type": "expander device", "reason": "power on"}
+    idle = {**phy, "attached_device_type": "no device attached"}
+    return {
+        "scsi_sas_port_0": {"phy_0": {**phy, "negotiated_logical_link_rate": port0_rate}},
+        "scsi_sas_port_1": {
+            "phy_0": {**idle, "negotiated_logical_link_rate": "phy enabled; unknown"}
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("rate", "gbit"), [("phy enabled; 6 Gbps", 6.0), ("phy enabled; 22.5 Gbps", 22.5)]
+)
+async def test_sas_link_speed_from_the_phy_log(tmp_path: Path, rate: str, gbit: float) -> None:
+    """The negotiated rate of the cabled phy; the fake prints it only with --log=sasphy."""
+    folder = tmp_path / "smartctl"
+    folder.mkdir()
+    (folder / f"{SAS_DISK}.json").write_text(json.dumps({**load(SAS_DISK), **sas_phys(rate)}))
+    fams = await collect({"devices": f"/dev/{SAS_DISK}"}, FAKE_SMARTCTL_FIXTURES=str(folder))
+    assert value(fams, "hw_smart_interface_speed_bytes", device=SAS_DISK) == gbit * 1e9 / 8
+    assert value(fams, "hw_smart_interface_speed_max_bytes", device=SAS_DISK) is None
+    plain = await asyncio.to_thread(
+        subprocess.run,
+        [str(FAKES / "smartctl"), "--json", "--info", f"/dev/{SAS_DISK}"],
+        env={**os.environ, "PATH": PATH, "FAKE_SMARTCTL_FIXTURES": str(folder)},
+        capture_output=True, check=True,
+    )  # fmt: skip
+    assert "scsi_sas_port_0" not in json.loads(plain.stdout)
+
+
 def test_fixture_set_covers_the_hard_cases() -> None:
     docs = [json.loads(p.read_text()) for p in FIXTURES]
     assert any(d["smartctl"]["exit_status"] != 0 for d in docs)
