@@ -14,7 +14,7 @@ from collectors.base import CollectorContext
 from collectors.registry import CollectorSpec, load_all
 from collectors.script import ScriptCollector
 from collectors.toolkit.runner import CommandRunner
-from exporter import sdnotify, snapshot
+from exporter import probe_snapshot, sdnotify, snapshot
 from exporter.auth import WEB_SECURITY, WebSecurity
 from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import Clock, system_clock
@@ -96,6 +96,8 @@ def create_app(
     if settings.cache_dir is not None:
         # Registered first: restores before the warm-up, flushes after cache.close().
         app.cleanup_ctx.append(snapshot.persistence(cache, settings))
+        if PROBES in app:
+            app.cleanup_ctx.append(probe_snapshot.persistence(app[PROBES], settings))
     app.cleanup_ctx.append(_background(warm_up))
     return app
 

@@ -51,6 +51,8 @@ _EXPORTER = (RESERVED, "the exporter's own metrics")
 BUILTIN = Namespace(NAMESPACE, (_EXPORTER,), per_collector=True)
 # Configured scripts keep the names they print (smartmon_*, storcli_*), outside hw_ and hwcache_.
 SCRIPT = Namespace("", (_EXPORTER, (NAMESPACE, "the built-in collectors")), per_collector=False)
+# Remote targets (/probe): hw_<driver>_* under entry names like "bmc/10.1.2.3".
+REMOTE = Namespace(NAMESPACE, (_EXPORTER,), per_collector=False)
 
 
 def owned_prefixes(collector: str) -> tuple[str, ...]:

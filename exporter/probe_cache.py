@@ -19,8 +19,9 @@ from collectors.toolkit.runner import CommandRunner
 from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import Clock, Instant, system_clock
 from exporter.entry import EntryView, Result
+from exporter.families import REMOTE
 from exporter.probe_config import ProbeConfig, ProbeModule
-from exporter.probe_target import Target
+from exporter.probe_target import Target, parse_target
 
 log = logging.getLogger(__name__)
 LOGOUT_BUDGET = 5.0  # seconds at shutdown for logging out of the cached targets' sessions
@@ -127,9 +128,24 @@ class ProbeCache:
             self._evict_one()
         inner = self.factory(module, target, self._session(module))
         gated = Gated(inner, (self._total, self._gates[module.name]))
-        self.cache.add(CacheEntry(key, gated, module.interval, module.timeout))
+        self.cache.add(CacheEntry(key, gated, module.interval, module.timeout, namespace=REMOTE))
         self._order[key] = None
         return key
+
+    def resolve(self, name: str) -> tuple[ProbeModule, Target] | None:
+        """The module and target of entry ``name`` if still configured and allowed."""
+        module_name, _, text = name.rpartition("/")
+        module = self.config.modules.get(module_name)
+        try:
+            target = parse_target(text)
+        except ValueError:
+            return None
+        return (module, target) if module is not None and module.allows(target) else None
+
+    def drop(self, name: str) -> None:
+        """Forget an idle entry that holds no session (a restore that was refused)."""
+        if self.cache.evict(name) is not None:
+            self._order.pop(name, None)
 
     def _evict_one(self) -> None:
         for key in self._order:
