@@ -25,6 +25,8 @@ class CollectorSpec:
     timeout: str = "60s"
     tool: str | None = None
     options: tuple[CollectorOption, ...] = ()
+    # Family-name prefixes it serves besides its own hw_<name> (smart: the NVMe health log).
+    also_exports: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, CollectorSpec] = {}
@@ -39,6 +41,7 @@ def register(
     timeout: str = "60s",
     tool: str | None = None,
     options: tuple[CollectorOption, ...] = (),
+    also_exports: tuple[str, ...] = (),
 ) -> Callable[[type[Collector]], type[Collector]]:
     """Class decorator adding a collector to the registry."""
 
@@ -46,7 +49,7 @@ def register(
         if name in REGISTRY and REGISTRY[name].factory is not cls:
             raise ValueError(f"collector {name!r} registered twice")
         REGISTRY[name] = CollectorSpec(
-            name, cls, description, default_enabled, interval, timeout, tool, options
+            name, cls, description, default_enabled, interval, timeout, tool, options, also_exports
         )
         cls.declared_options = options  # parsed once per collector by Collector.__init__
         return cls

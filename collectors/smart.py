@@ -49,6 +49,7 @@ READ_ARGS = (
     interval="6h",
     timeout="2m",
     tool="smartctl",
+    also_exports=("hw_nvme",),  # the NVMe health log, under the nvme collector's names
     options=(
         CollectorOption(
             "devices",

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 
+from collectors.registry import REGISTRY
+
 NAMESPACE = "hw_"
 # The exporter's own families (freshness, build info, response cache) all start with this.
 RESERVED = "hwcache_"
@@ -56,9 +58,11 @@ REMOTE = Namespace(NAMESPACE, (_EXPORTER,), per_collector=False)
 
 
 def owned_prefixes(collector: str) -> tuple[str, ...]:
-    """Family-name prefixes a collector owns: ``hw_<name>``, or its singular (disks: hw_disk)."""
+    """Prefixes a collector owns: ``hw_<name>`` (or its singular) and its ``also_exports``."""
     base = NAMESPACE + collector
-    return (base, base.removesuffix("s")) if base.endswith("s") else (base,)
+    own = (base, base.removesuffix("s")) if base.endswith("s") else (base,)
+    spec = REGISTRY.get(collector)
+    return own + (spec.also_exports if spec is not None else ())
 
 
 def owns(prefixes: Sequence[str], name: str) -> bool:

@@ -29,6 +29,7 @@ from tests.snapshots import (
     cache_stats,
     filled_cache,
     fixture_args,
+    hw_lines,
     owned_cache,
     roundtrip,
     stop,
@@ -259,6 +260,22 @@ def test_every_collectors_own_snapshot_is_restored_whole(tmp_path: Path) -> None
     assert f"{len(with_data)} fresh ({', '.join(with_data)})" in logs
     for name in with_data:
         assert after["collectors"][name]["collected_at"] == before[name]["collected_at"], name
+
+
+def test_smart_restores_the_nvme_health_log_it_exports(tmp_path: Path) -> None:
+    """smart's hw_nvme_* families (no nvme-cli, or nvme-health=true) are its own on restore."""
+    args = [*fixture_args(tmp_path / "state", "smart"), "--collector.smart.nvme-health=true"]
+    with run_exporter(args, tmp_path) as exporter:
+        before = cache_stats(exporter)["collectors"]["smart"]
+        lines = hw_lines(exporter)
+        stop(exporter)
+    assert [line for line in lines if line.startswith("hw_nvme_critical_warning")]
+    with run_exporter(args, tmp_path) as exporter:
+        after = cache_stats(exporter)["collectors"]["smart"]
+        logs = exporter.logs()
+        assert hw_lines(exporter) == lines
+    assert "from the cache snapshot" not in logs, logs
+    assert after["collected_at"] == before["collected_at"]
 
 
 def nested(path: Path) -> None:
