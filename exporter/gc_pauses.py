@@ -41,10 +41,11 @@ class GcPauses:
             self.full_passes += 1
 
 
-def install(cache: MetricCache) -> GcPauses:
-    """Make full collections rare and freeze the cache's data after each change."""
+def install(*caches: MetricCache) -> GcPauses:
+    """Make full collections rare and freeze the caches' data after each change."""
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
     pauses = GcPauses()
-    cache.on_change(pauses.changed)
+    for cache in caches:
+        cache.on_change(pauses.changed)
     return pauses

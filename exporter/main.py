@@ -18,6 +18,7 @@ from exporter import __version__, gc_pauses, invalidate_cli
 from exporter.app import create_app
 from exporter.auth import WebSecurity
 from exporter.cli import enabled_collectors, explicit_collectors, parse_flags, settings_from_args
+from exporter.handlers.probe import PROBES
 from exporter.keys import CACHE
 from exporter.logs import setup_logging
 from exporter.probe_config import ProbeConfig, ProbeConfigError, load_probe_config
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace, registry: dict[str, CollectorSpec]) -> None:
     except ListenError as exc:
         raise SystemExit(str(exc)) from None
     app = create_app(settings, runner=runner, security=security)
-    gc_pauses.install(app[CACHE])
+    gc_pauses.install(app[CACHE], *([app[PROBES].cache] if PROBES in app else []))
     log_skipped(settings.skipped)
     log.info(
         "starting hwcache-exporter %s on %s with collectors: %s",
