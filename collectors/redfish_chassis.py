@@ -74,7 +74,7 @@ class ChassisWalk:
             label = [self.name, self.labels.claim("sensor", name, member)]
             self.out.add("temperature_celsius", label, item.get("ReadingCelsius"))
             self.out.health("temperature_health", label, item)
-        for name, member, item in items(thermal.get("Fans")):
+        for name, member, item in items(thermal.get("Fans"), "FanName"):
             label = [self.name, self.labels.claim("fan", name, member)]
             if item.get("ReadingUnits") == "Percent":
                 self.out.add("fan_speed_ratio", label, scaled(item.get("Reading"), 0.01))

@@ -123,11 +123,14 @@ def rid(resource: dict[str, Any]) -> str:
     return str(resource.get("@odata.id", "")).rstrip("/").rpartition("/")[2]
 
 
-def items(array: Any) -> list[tuple[str, str, dict[str, Any]]]:
-    """(name, MemberId, item) for each object of an inline Redfish array (index when absent)."""
+def items(array: Any, name_key: str = "Name") -> list[tuple[str, str, dict[str, Any]]]:
+    """(name, MemberId, item) for each object of an inline Redfish array (index when absent).
+
+    The name is ``Name``, else ``name_key`` (Thermal 1.0 fans have only ``FanName``).
+    """
     found = []
     for index, item in enumerate(array if isinstance(array, list) else []):
         if isinstance(item, dict):
             member = str(item.get("MemberId") or index)
-            found.append((str(item.get("Name") or member), member, item))
+            found.append((str(item.get("Name") or item.get(name_key) or member), member, item))
     return found

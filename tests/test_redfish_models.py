@@ -263,3 +263,18 @@ def test_every_family_is_documented() -> None:
     page = (REPO / "docs" / "collectors" / "redfish.md").read_text(encoding="utf-8")
     names = [f"`hw_redfish_{key}`" for key in GAUGES] + ["`hw_redfish_system_info`"]
     assert [name for name in names if name not in readme or name not in page] == []
+
+
+async def test_thermal_1_0_fans_are_named_by_fan_name(
+    serve: Callable[..., Awaitable[Probe]],
+) -> None:
+    """Thermal.v1_0_0 (json-schema in DMTF's publications) names a fan ``FanName`` only."""
+    tree = {path: dict(resource) for path, resource in OLD.tree.items()}
+    thermal = tree[CHASSIS + "/Thermal"]
+    fans = [dict(fan) for fan in thermal["Fans"]]
+    for fan in fans:
+        fan["FanName"] = fan.pop("Name")
+    thermal["Fans"] = fans
+    probe = await serve(tree)
+    _, series = await probe.get()
+    assert of(series, "hw_redfish_fan_speed_rpm") == {f["FanName"]: f["Reading"] for f in fans}
