@@ -63,6 +63,8 @@ class Watch:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Count by the local port (one per target); answer after a BMC-like delay."""
         port = int(request.transport.get_extra_info("sockname")[1])  # type: ignore[union-attr]
+        if request.method == "DELETE":  # a logout (eviction, the exporter stopping): not a poll
+            return await handler(request)
         if request.path == "/redfish/v1/":
             self.polls[port] += 1
         self.active[port] += 1

@@ -163,7 +163,8 @@ class ChassisWalk:
 
     async def _thermal_metrics(self, read: set[str]) -> None:
         metrics = self.thermal_metrics or {}
-        for excerpt in metrics.get("TemperatureReadingsCelsius") or []:
+        excerpts = metrics.get("TemperatureReadingsCelsius")
+        for excerpt in excerpts if isinstance(excerpts, list) else []:
             path = source(excerpt)
             if path in read or not isinstance(excerpt, dict):
                 continue  # the Sensor itself was read
