@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Exemplar
 
 from collectors.base import CollectorContext
 from collectors.synthetic import SyntheticCollector
@@ -20,7 +21,7 @@ from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import FakeClock
 from exporter.render import encode
 from exporter.settings import Settings
-from tests.doubles import ClientFactory, make_cache, start
+from tests.doubles import ClientFactory, CountingCollector, make_cache, start, start_cache
 from tests.exposition import value
 
 
@@ -257,3 +258,40 @@ async def test_negotiated_responses_vary_on_accept_and_encoding(
                     )
                     answered.add(resp.headers.get("X-Hwcache-Response"))
     assert answered == ({"miss", "hit"} if response_cache else {None})
+
+
+class ExemplarFromSecondCall(CountingCollector):
+    """A gauge that gains an exemplar: text can write it, OpenMetrics refuses it."""
+
+    async def collect(self) -> Sequence[Metric]:
+        families = list(await super().collect())
+        if self.calls > 1:
+            sample = families[0].samples[0]
+            families[0].samples[0] = sample._replace(exemplar=Exemplar({"trace_id": "1"}, 1.0))
+        return families
+
+
+async def test_format_that_cannot_be_written_leaves_out_only_that_collector(
+    aiohttp_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    odd, good = ExemplarFromSecondCall("odd"), CountingCollector("good")
+    entries = [CacheEntry("odd", odd, 60.0, 5.0), CacheEntry("good", good, 60.0, 5.0)]
+    cache = MetricCache(entries, clock)
+    client = await start_cache(aiohttp_client, cache, clock, response_cache=False)
+    text = {"Accept": "text/plain"}
+    assert "hw_test_odd_value" in await (await client.get("/metrics", headers=text)).text()
+    # New data is rendered (and so checked) in the format it was asked in: text, which works.
+    cache.invalidate(["odd"], refresh_now=True)
+    refresh = cache.inflight("odd")
+    assert refresh is not None
+    await refresh
+    body = await (await client.get("/metrics", headers=text)).text()
+    assert value(body, "hw_test_odd_value", device="dev0") == 2.0
+    assert value(body, "hwcache_collector_success", collector="odd") == 1.0
+    # OpenMetrics, first asked now, cannot write it: that collector is left out, and logged.
+    resp = await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    body = await resp.text()
+    assert resp.status == 200 and body.endswith("# EOF\n")
+    assert "hw_test_odd_value" not in body and 'hw_test_good_value{device="dev0"} 1.0' in body
+    assert "collector odd cannot be exposed as application/openmetrics-text" in caplog.text
