@@ -65,9 +65,7 @@ async def in_worker(work: Callable[[], bytes]) -> bytes:
 class Part:
     """One collector's part of a body: its bytes in the format asked, once rendered."""
 
-    entry: EntryView
-    generation: int
-    families: tuple[Metric, ...]
+    entry: EntryView  # one generation's view: its ``rendered`` memo is that generation's
     data: bytes | None
 
 
@@ -90,7 +88,7 @@ class Body:
     def compose(self) -> bytes:
         """Render the parts not rendered yet, join them with the framework block, gzip once."""
         if self.names:
-            families = [f for part in self.parts for f in part.families] + self.framework
+            families = [f for part in self.parts for f in part.entry.families] + self.framework
             chunks = [encode(restrict(families, self.names), self.fmt)]
         else:
             for part in self.parts:
@@ -107,7 +105,7 @@ class Body:
 def _render_part(part: Part, fmt: Format) -> bytes:
     """A collector's bytes in ``fmt``; its refresh rendered another format, so this rarely fails."""
     try:
-        return encode(part.families, fmt)
+        return encode(part.entry.families, fmt)
     except Exception as exc:
         log.error(
             "collector %s cannot be exposed as %s: %s", part.entry.name, fmt.content_type, exc
@@ -140,19 +138,18 @@ class Renderer:
         parts = []
         for entry in entries:
             self.asked.setdefault(entry.name, set()).add(fmt.body_key)
-            data = entry.rendered.get(fmt.body_key)
-            parts.append(Part(entry, entry.generation, entry.families, data))
+            parts.append(Part(entry, entry.rendered.get(fmt.body_key)))
         return Body(fmt, parts, framework, compress, names)
 
     async def compose(self, body: Body) -> bytes:
-        """Compose ``body`` in the render thread; keep new renders of unchanged entries."""
+        """Compose ``body`` in the render thread; keep new renders with their generation."""
         if body.light:  # a thread hop would cost more than the work (measured: 2.5x per miss)
             return body.compose()
         missing = [part for part in body.parts if part.data is None and not body.names]
         data = await in_worker(body.compose)
         self._count(body.fmt.body_key, len(missing))
         for part in missing:
-            if part.entry.generation == part.generation and part.data is not None:
+            if part.data is not None:  # data replaced meanwhile has a new view and memo
                 part.entry.rendered[body.fmt.body_key] = part.data
         return data
 
