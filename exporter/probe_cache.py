@@ -84,8 +84,9 @@ class Gated(Collector):
         return self.inner.take_skipped()
 
     async def close(self) -> None:
-        """Release the inner collector's session."""
-        await self.inner.close()
+        """Release the inner collector's session, within the same bounds as a poll."""
+        async with self.gates[0], self.gates[1]:
+            await self.inner.close()
 
 
 class ProbeCache:

@@ -131,3 +131,23 @@ async def test_refresh_is_jittered_within_the_interval(tmp_path: Path) -> None:
     assert all(50 <= e <= 100 for e in expiries)
     assert len(set(expiries)) == 5
     await cache.probes.close()
+
+
+async def test_logouts_at_shutdown_keep_the_poll_bounds(tmp_path: Path) -> None:
+    cache = Cache(config(tmp_path, ""))
+    active, peak, closed = [0], [0], [0]
+
+    class LoggingOut(Held):
+        async def close(self) -> None:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            for _ in range(5):
+                await asyncio.sleep(0)  # a logout in flight: others may start meanwhile
+            active[0] -= 1
+            closed[0] += 1
+
+    cache.probes.factory = lambda module, target, http: LoggingOut()
+    for i in range(1, 4):  # module a allows one poll at a time
+        cache.probes.entry(cache.probes.config.modules["a"], parse_target(f"127.0.0.{i}"))
+    await cache.probes.close()
+    assert (closed[0], peak[0]) == (3, 1)
