@@ -278,3 +278,29 @@ async def test_thermal_1_0_fans_are_named_by_fan_name(
     probe = await serve(tree)
     _, series = await probe.get()
     assert of(series, "hw_redfish_fan_speed_rpm") == {f["FanName"]: f["Reading"] for f in fans}
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "value"),
+    [
+        (CHASSIS, "ThermalSubsystem", "not a link"),
+        (CHASSIS + "/Sensors", "Members", 5),
+        (CHASSIS + "/ThermalSubsystem/ThermalMetrics", "TemperatureReadingsCelsius", 7),
+        (CHASSIS + "/ThermalSubsystem/Fans/Bay1", "SpeedPercent", [1, 2]),
+        (CHASSIS + "/ThermalSubsystem/Fans/Bay1", "Status", "OK"),
+        (CHASSIS + "/Sensors/PS1Out12V", "ReadingType", ["Voltage"]),
+        (CHASSIS + "/Sensors/PS1Out12V", "Reading", "12.08"),
+        (CHASSIS + "/PowerSubsystem/PowerSupplies/Bay1/Metrics", "InputPowerWatts", 937),
+        (CHASSIS + "/EnvironmentMetrics", "PowerWatts", {"DataSourceUri": 3, "Reading": None}),
+        ("/redfish/v1/Systems/437XR1138R2/Memory", "Members", [{"@odata.id": 4}, "x"]),
+    ],
+)
+async def test_odd_values_never_fail_the_poll(
+    serve: Callable[..., Awaitable[Probe]], path: str, key: str, value: Any
+) -> None:
+    tree = {p: dict(resource) for p, resource in NEW.tree.items()}
+    tree[path][key] = value
+    probe = await serve(tree)
+    _, series = await probe.get()
+    assert of(series, "hwcache_collector_success") == {"": 1}
+    assert of(series, "hw_redfish_chassis_health")  # the rest of the chassis is there
