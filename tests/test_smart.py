@@ -165,14 +165,20 @@ def test_every_fixture_matches_its_json(every_fixture: Sequence[Metric], path: P
         assert processed == pytest.approx(float(counters["gigabytes_processed"]) * 1e9)
 
 
-def test_fake_prints_nvme_thresholds_only_with_capabilities() -> None:
-    """As smartctl >= 7.5 (nvmeprint.cpp), so the test below fails without the option."""
+@pytest.mark.parametrize(
+    ("stem", "key"),
+    [(NVME_75, "nvme_composite_temperature_threshold"), (USB_SATA, "ata_smart_data")],
+)
+def test_fake_prints_capabilities_only_with_the_option(stem: str, key: str) -> None:
+    """As smartctl (ataprint.cpp, nvmeprint.cpp >= 7.5): NVMe thresholds and the ATA self-test
+    status need --capabilities, so the collector tests below fail without it."""
     for extra, printed in (([], False), (["--capabilities"], True)):
         out = subprocess.run(
-            [str(FAKES / "smartctl"), "--json", "--info", *extra, f"/dev/{NVME_75}"],
-            env={**os.environ, "PATH": PATH}, capture_output=True, check=True,
+            [str(FAKES / "smartctl"), "--json", "--info", *extra, f"/dev/{stem}"],
+            env={**os.environ, "PATH": PATH}, capture_output=True, check=False,
         )  # fmt: skip
-        assert ("op_limit_max" in json.loads(out.stdout)["temperature"]) is printed
+        assert out.returncode == load(stem)["smartctl"]["exit_status"]
+        assert (key in json.loads(out.stdout)) is printed
 
 
 async def test_nvme_temperature_thresholds_are_asked_for() -> None:
