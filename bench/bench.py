@@ -205,18 +205,21 @@ def markdown(rows: list[Row], scale: list[dict[str, float]], sim: list[dict[str,
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.platform()}, "
         f"{psutil.cpu_count()} vCPU, Python {platform.python_version()}; wrk -t1, "
-        "loopback. Ratio = req/s ÷ baseline req/s (same samples, same encoding, same run).",
+        "loopback. Ratio = req/s ÷ baseline req/s; CPU ratio = baseline CPU per scrape ÷ this "
+        "target's (same samples, same encoding, same run; steadier when the machine is shared).",
         "",
-        "| target | samples | encoding | req/s | ratio | p50 ms | p99 ms | CPU s / 1k scrapes |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| target | samples | encoding | req/s | ratio | CPU ratio | p50 ms | p99 ms "
+        "| CPU s / 1k scrapes |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    base = {(r.samples, r.encoding): r.rps for r in rows if r.target.startswith("baseline")}
+    base = {(r.samples, r.encoding): r for r in rows if r.target.startswith("baseline")}
     for r in rows:
-        ratio = r.rps / base[(r.samples, r.encoding)] if (r.samples, r.encoding) in base else None
+        b = base.get((r.samples, r.encoding))
+        ratio = "-" if b is None else f"{r.rps / b.rps:.2f}"
+        cpu = "-" if b is None or not r.cpu_s_per_1k else f"{b.cpu_s_per_1k / r.cpu_s_per_1k:.2f}"
         lines.append(
-            f"| {r.target} | {r.samples} | {r.encoding} | {r.rps:.0f} | "
-            f"{'-' if ratio is None else f'{ratio:.2f}'} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-            f"{r.cpu_s_per_1k:.3f} |"
+            f"| {r.target} | {r.samples} | {r.encoding} | {r.rps:.0f} | {ratio} | {cpu} | "
+            f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_s_per_1k:.3f} |"
         )
     lines += ["", "Data change (render ms: encoding alone, in-process; change → scrape ms: from the "
               "change to its first scrape answered by the real server, including the "
