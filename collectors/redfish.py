@@ -12,7 +12,7 @@ from collectors.base import Collector, CollectorContext, CollectorError
 from collectors.redfish_chassis import ChassisWalk
 from collectors.redfish_client import ROOT, RedfishClient
 from collectors.redfish_families import Out, link, rid, scaled
-from collectors.redfish_reader import Reader
+from collectors.redfish_reader import Reader, expands
 from collectors.toolkit.remote import RemoteModule, RemoteTarget
 
 
@@ -27,6 +27,7 @@ class RedfishCollector(Collector):
     async def collect(self) -> Sequence[Metric]:
         """Systems are required; their parts and the chassis are best effort."""
         root = await self.read.get(ROOT)
+        self.read.expand = expands(root)
         out = Out()
         systems = link(root, "Systems")
         if systems is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection
 from typing import Any
 
@@ -11,6 +12,8 @@ from collectors.redfish_client import NotFound, RedfishClient
 from collectors.redfish_families import link
 
 MAX_MEMBERS = 256  # members read per collection; the rest are counted as skipped
+EXPAND = "?$expand=.($levels=1)"  # a collection with its members inline (DSP0266 query)
+log = logging.getLogger(__name__)
 
 
 class Reader:
@@ -19,6 +22,7 @@ class Reader:
     def __init__(self, client: RedfishClient, skip: SkipItem) -> None:
         self.client = client
         self.skip = skip
+        self.expand = False  # the service root says it expands collections (see expands())
 
     async def get(self, path: str) -> dict[str, Any]:
         """A resource that the poll needs (errors propagate)."""
@@ -41,14 +45,32 @@ class Reader:
 
         An unreadable member is one skipped item; the others are still read.
         """
-        collection = await self.optional(resource, key)
+        path = link(resource, key)
+        collection = await self._expanded(path) if path is not None and self.expand else None
         if collection is None:
+            collection = await self.optional(resource, key)
+        if path is None or collection is None:
             return []
-        path = link(resource, key) or ""
+        members = collection.get("Members")
+        inline = {  # expanded members (a resource has an Id; a bare link has not)
+            m["@odata.id"]: m
+            for m in (members if isinstance(members, list) else [])
+            if isinstance(m, dict) and isinstance(m.get("@odata.id"), str) and "Id" in m
+        }
         wanted = [p for p in _member_paths(collection) if p.rstrip("/") not in exclude]
         paths = self._bounded(path, {"Members": [{"@odata.id": p} for p in wanted]})
-        found = await asyncio.gather(*(self._read(p, missing_ok=False) for p in paths))
+        found = await asyncio.gather(
+            *(_ready(inline[p]) if p in inline else self._read(p, False) for p in paths)
+        )
         return [member for member in found if member is not None]
+
+    async def _expanded(self, path: str) -> dict[str, Any] | None:
+        """The collection with its members inline in one GET; None when the service cannot."""
+        try:
+            return await self.client.get(path + EXPAND)
+        except CollectorError as exc:  # too large, refused: the members are read one by one
+            log.debug("%s: %s", self.client.base, exc)
+            return None
 
     async def linked(self, links: Any) -> list[dict[str, Any]]:
         """The readable resources of an inline array of links (``"Drives": [{...}]``)."""
@@ -72,6 +94,17 @@ class Reader:
         except CollectorError as exc:
             self.skip(path, str(exc))
             return None
+
+
+def expands(root: dict[str, Any]) -> bool:
+    """Whether the service root says the service expands subordinate resources by levels."""
+    features = root.get("ProtocolFeaturesSupported")
+    query = features.get("ExpandQuery") if isinstance(features, dict) else None
+    return isinstance(query, dict) and query.get("NoLinks") is True and query.get("Levels") is True
+
+
+async def _ready(resource: dict[str, Any]) -> dict[str, Any] | None:
+    return resource
 
 
 def _member_paths(collection: dict[str, Any]) -> list[str]:

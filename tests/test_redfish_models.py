@@ -6,6 +6,7 @@ every expected value is read from the mockup's JSON.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,8 @@ class Probe:
 def serve(
     aiohttp_server: ServerFactory, aiohttp_client: ClientFactory, tmp_path: Path
 ) -> Callable[[dict[str, dict[str, Any]]], Awaitable[Probe]]:
-    async def start(tree: dict[str, dict[str, Any]]) -> Probe:
-        fake = FaultyRedfish()
+    async def start(tree: dict[str, dict[str, Any]], fake: FaultyRedfish | None = None) -> Probe:
+        fake = fake or FaultyRedfish()
         fake.tree = tree
         server = await aiohttp_server(fake.app())
         (tmp_path / "pass").write_text(PASSWORD)
@@ -75,6 +76,35 @@ modules:
         return Probe(fake, await aiohttp_client(app), f"127.0.0.1:{server.port}")
 
     return start
+
+
+class ExpandingRedfish(FaultyRedfish):
+    """Answers ``$expand=.($levels=1)`` on a collection with its members inline (DSP0266),
+    or refuses it with 400 as services without the query do."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        super().__init__()
+        self.refuse = refuse
+        self.expanded: list[str] = []
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        response = await super().get(request)
+        if request.query.get("$expand") != ".($levels=1)" or response.status != 200:
+            return response
+        if self.refuse:
+            return web.json_response({"error": "QueryNotSupported"}, status=400)
+        assert isinstance(response, web.Response) and response.text is not None
+        collection = json.loads(response.text)
+        if "Members" in collection:
+            self.expanded.append(request.path)
+            links = [m["@odata.id"] for m in collection["Members"]]
+            collection["Members"] = [self.tree.get(link, {"@odata.id": link}) for link in links]
+        return web.json_response(collection)
+
+
+def hardware(series: Series) -> Series:
+    """The hw_redfish_* samples only (not the poll's timing)."""
+    return {key: value for key, value in series.items() if key[0].startswith("hw_redfish_")}
 
 
 def health(resource: dict[str, Any]) -> float:
@@ -304,3 +334,33 @@ async def test_odd_values_never_fail_the_poll(
     _, series = await probe.get()
     assert of(series, "hwcache_collector_success") == {"": 1}
     assert of(series, "hw_redfish_chassis_health")  # the rest of the chassis is there
+
+
+async def test_collections_expanded_in_one_request_give_the_same_series(
+    serve: Callable[..., Awaitable[Probe]],
+) -> None:
+    assert NEW.get("/redfish/v1/")["ProtocolFeaturesSupported"]["ExpandQuery"]["Levels"]
+    reference = await serve(NEW.tree)
+    _, plain = await reference.get()
+    expanding = ExpandingRedfish()
+    probe = await serve(NEW.tree, expanding)
+    _, expanded = await probe.get()
+    assert hardware(expanded) == hardware(plain) and len(hardware(plain)) > 50
+    assert of(expanded, "hwcache_collector_unreadable_items") == {"": 0}
+    assert CHASSIS + "/Sensors" in expanding.expanded
+    sensors = [p for p in expanding.requests if p.startswith(CHASSIS + "/Sensors/")]
+    assert sensors == []  # no Sensor read on its own
+    requests, unexpanded = sum(expanding.requests.values()), sum(reference.fake.requests.values())
+    assert requests * 3 < unexpanded, (requests, unexpanded)
+
+
+async def test_a_refused_expand_reads_the_members_one_by_one(
+    serve: Callable[..., Awaitable[Probe]],
+) -> None:
+    _, plain = await (await serve(NEW.tree)).get()
+    refusing = ExpandingRedfish(refuse=True)
+    probe = await serve(NEW.tree, refusing)
+    _, series = await probe.get()
+    assert hardware(series) == hardware(plain)
+    assert of(series, "hwcache_collector_unreadable_items") == {"": 0}
+    assert refusing.requests[CHASSIS + "/Sensors/CPU1Temp"] == 1
