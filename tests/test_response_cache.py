@@ -18,6 +18,7 @@ from exporter import render
 from exporter.app import create_app
 from exporter.clock import FakeClock
 from exporter.formats import PLAIN, PROMETHEUS
+from exporter.handlers.metrics import RECENT, RECENT_MAX, RECENT_MAX_CHARS
 from exporter.keys import RENDERER, RESPONSE_CACHE
 from exporter.render import encode
 from exporter.response_cache import CacheKey, Rendered, ResponseCache
@@ -141,6 +142,9 @@ async def test_ten_thousand_distinct_queries_stay_within_bounds(
         await resp.read()
         assert len(rc.store) <= 100 and rc.store.currsize <= 200_000
     assert rc.misses == 10_000 and rc.store.evictions >= 9_900
+    # The negotiations remembered are bounded too, and only short requests' are kept.
+    assert len(RECENT) == RECENT_MAX
+    assert all(sum(map(len, raw)) <= RECENT_MAX_CHARS for raw in RECENT)
 
 
 def test_byte_bound_evicts_least_recently_used() -> None:

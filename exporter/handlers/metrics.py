@@ -50,7 +50,7 @@ class Scrape:
 # Recent short requests (query string, Accept, Accept-Encoding) and their negotiation: a
 # scrape repeats its request, and looking it up costs less than negotiating it again.
 # At most 0.64 MB (measured with all 256 at 512 characters), outside the response cache.
-_RECENT: dict[tuple[str, str, str], Scrape] = {}
+RECENT: dict[tuple[str, str, str], Scrape] = {}
 RECENT_MAX, RECENT_MAX_CHARS = 256, 512
 
 
@@ -58,13 +58,13 @@ def scrape_of(request: web.Request) -> Scrape:
     """Negotiate ``request`` once (the only place that reads its query and headers)."""
     headers = request.headers
     raw = (request.query_string, headers.get("Accept", ""), headers.get("Accept-Encoding", ""))
-    scrape = _RECENT.get(raw)
+    scrape = RECENT.get(raw)
     if scrape is None:
         scrape = Scrape.negotiate(request, raw[1], raw[2])
         if len(raw[0]) + len(raw[1]) + len(raw[2]) <= RECENT_MAX_CHARS:
-            if len(_RECENT) >= RECENT_MAX:
-                del _RECENT[next(iter(_RECENT))]  # the oldest
-            _RECENT[raw] = scrape
+            if len(RECENT) >= RECENT_MAX:
+                del RECENT[next(iter(RECENT))]  # the oldest
+            RECENT[raw] = scrape
     return scrape
 
 
