@@ -25,14 +25,14 @@ class RedfishCollector(Collector):
         self.read = Reader(client, self.skip)
 
     async def collect(self) -> Sequence[Metric]:
-        """Systems are required; their parts and the chassis are best effort."""
+        """Listed systems are required; their parts and the chassis are best effort."""
         root = await self.read.get(ROOT)
         self.read.expand = expands(root)
         out = Out()
         systems = link(root, "Systems")
-        if systems is None:
-            raise CollectorError("the service root lists no Systems")
-        for system in await self.read.members(systems):
+        if systems is None and link(root, "Chassis") is None:
+            raise CollectorError("the service root lists neither Systems nor Chassis")
+        for system in await self.read.members(systems) if systems else []:
             await self._system(out, system)
         for chassis in await self.read.optional_members(root, "Chassis"):
             await ChassisWalk(self.read, out, chassis).walk()

@@ -364,3 +364,22 @@ async def test_a_refused_expand_reads_the_members_one_by_one(
     assert hardware(series) == hardware(plain)
     assert of(series, "hwcache_collector_unreadable_items") == {"": 0}
     assert refusing.requests[CHASSIS + "/Sensors/CPU1Temp"] == 1
+
+
+async def test_a_service_without_systems_is_read_by_its_chassis(
+    serve: Callable[..., Awaitable[Probe]],
+) -> None:
+    """Enclosures (DMTF's public-expansion-box, JBOFs) list Chassis and no Systems."""
+    tree = {path: dict(resource) for path, resource in NEW.tree.items()}
+    del tree["/redfish/v1/"]["Systems"]
+    _, series = await (await serve(tree)).get()
+    assert of(series, "hwcache_collector_success") == {"": 1}
+    assert of(series, "hw_redfish_chassis_health") == {"": health(NEW.get(CHASSIS))}
+    assert of(series, "hw_redfish_system_health") == {}
+    del tree["/redfish/v1/"]["Chassis"]
+    probe = await serve(tree)
+    _, series = await probe.get()
+    assert of(series, "hwcache_collector_success") == {"": 0}
+    stats = await (await probe.client.get("/cache/stats")).json()
+    error = stats["targets"]["items"][f"bmc/{probe.target}"]["last_error"]
+    assert "the service root lists neither Systems nor Chassis" in error
