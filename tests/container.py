@@ -19,7 +19,7 @@ import psutil
 
 ROOT_CACHE = Path("/var/cache/hwcache-exporter-tests")
 SUITE = "bookworm"
-PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "curl")
+PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "curl", "tini")
 STAMP = ".hwcache-exporter-test-root"
 CONTAINER_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -60,6 +60,8 @@ def pristine_root() -> Path:
         if (root / STAMP).is_file() and (root / STAMP).read_text() == stamp:
             return root
         building = ROOT_CACHE / "building"
+        # An interrupted debootstrap leaves /proc mounted inside: unmount before removing.
+        subprocess.run(["umount", "-R", "-l", str(building / "proc")], capture_output=True)
         shutil.rmtree(building, ignore_errors=True)
         result = subprocess.run(
             ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,

@@ -107,7 +107,7 @@ def test_image_runs_as_nobody_with_the_documented_command(image: str) -> None:
                     "{{.Config.User}}|{{json .Config.Entrypoint}}|{{json .Config.Cmd}}")  # fmt: skip
     user, entrypoint, cmd = config.strip().split("|")
     assert user == "65534:65534"
-    assert entrypoint == '["/opt/hwcache-exporter/bin/hwcache-exporter"]'
+    assert entrypoint == '["/usr/bin/tini","--","/opt/hwcache-exporter/bin/hwcache-exporter"]'
     assert cmd.startswith("[" + ",".join(f'"{flag}"' for flag in CMD)), cmd
 
 
@@ -129,3 +129,17 @@ def test_container_reads_the_host_read_only_and_stops_cleanly(image: str) -> Non
         state = podman("inspect", name, "--format", "{{.State.ExitCode}}").strip()
         assert state == "0", logs(name)
         assert "stopped" in logs(name)
+
+
+def test_orphans_left_by_tools_are_reaped(image: str) -> None:
+    """Orphans are re-parented to PID 1 of the container: something there must reap them."""
+    with started(image, f"hwcache-init-{os.getpid()}") as name:
+        scrape(name, "/-/ready")
+        assert podman("exec", name, "cat", "/proc/1/comm").strip() == "tini"
+        # A subshell starts a short sleep and exits: the sleep's parent is now PID 1.
+        pid = podman("exec", name, "sh", "-c", "(sleep 0.3 & echo $!) ; true").strip()
+        state = f"cat /proc/{pid}/stat 2>/dev/null || true"
+        deadline = time.monotonic() + 15
+        while stat := podman("exec", name, "sh", "-c", state).strip():
+            assert time.monotonic() < deadline, f"orphan {pid} never reaped: {stat}"
+            time.sleep(0.2)
