@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Remote targets at scale: 1,000 fake Redfish BMCs behind one exporter's /probe.
 
-Usage: python bench/probe_targets.py [--targets 1000] [--rounds 3] [--rate 100]
+Usage: python bench/probe_targets.py [--targets 1000] [--rounds 3] [--rate 100] [--scrape-timeout 10]
        [--max-polls 16] [--bmc-latency 0.02] [-- exporter flags...]
 
 Serves ``--targets`` fake BMCs (tests/redfish_faults.py, one loopback port each) from a
@@ -98,23 +98,28 @@ def serve_bmcs(count: int, latency: float, conn: Connection) -> None:
 
 
 async def scrape_round(
-    base: str, targets: list[str], rate: float
-) -> tuple[list[float], Counter[int]]:
+    base: str, targets: list[str], rate: float, scrape_timeout: float
+) -> tuple[list[float], Counter[str]]:
     """Scrape every target once, ``rate`` scrapes a second (open loop, as Prometheus spreads
     targets over its interval); latencies counted from each scrape's scheduled start."""
     latencies: list[float] = []
-    statuses: Counter[int] = Counter()
+    statuses: Counter[str] = Counter()
     loop = asyncio.get_running_loop()
+    headers = {"X-Prometheus-Scrape-Timeout-Seconds": f"{scrape_timeout:g}"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
 
         async def one(index: int, target: str) -> None:
             scheduled = began + index / rate
             await asyncio.sleep(max(0.0, scheduled - loop.time()))
             params = {"module": "bmc", "target": target}
-            async with http.get(f"{base}/probe", params=params) as response:
-                await response.read()
+            try:
+                async with http.get(f"{base}/probe", params=params, headers=headers) as response:
+                    await response.read()
+            except aiohttp.ClientError:
+                statuses["connection error"] += 1
+                return
             latencies.append(loop.time() - scheduled)
-            statuses[response.status] += 1
+            statuses[str(response.status)] += 1
 
         began = loop.time()
         await asyncio.gather(*(one(i, t) for i, t in enumerate(targets)))
@@ -131,6 +136,9 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=100.0, help="scrapes per second")
+    parser.add_argument(
+        "--scrape-timeout", type=float, default=10.0, help="seconds, sent as Prometheus does"
+    )
     parser.add_argument("--max-polls", type=int, default=16)
     parser.add_argument("--bmc-latency", type=float, default=0.02, help="seconds per request")
     parser.add_argument("--timeout", type=float, default=300.0)
@@ -179,7 +187,7 @@ def main() -> None:
             deadline = time.monotonic() + args.timeout
             for _ in range(args.rounds):
                 started, cpu = time.monotonic(), sum(exporter.cpu_times()[:2])
-                coro = scrape_round(base, targets, args.rate)
+                coro = scrape_round(base, targets, args.rate, args.scrape_timeout)
                 latencies, statuses = asyncio.run(
                     asyncio.wait_for(coro, max(1.0, deadline - time.monotonic()))
                 )

@@ -256,3 +256,31 @@ async def test_invalidating_one_target_polls_it_again_rate_limited(setup: Setup)
     unknown = await setup.client.post("/cache/invalidate", params={"target": "bmc/10.9.9.9"})
     assert unknown.status == 400
     assert "unknown or disabled target 'bmc/10.9.9.9'" in (await unknown.json())["error"]
+
+
+async def test_waiting_for_a_poll_takes_no_request_slot(
+    aiohttp_server: ServerFactory, aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    fake = FaultyRedfish()
+    fake.faults["/redfish/v1/"] = "slow"
+    server = await aiohttp_server(fake.app())
+    (tmp_path / "pass").write_text(PASSWORD + "\n")
+    (tmp_path / "config.yml").write_text(
+        f"modules:\n  bmc:\n    driver: redfish\n    scheme: http\n    username: {USER}\n"
+        f"    password_file: {tmp_path / 'pass'}\n    timeout: 60s\n    request_timeout: 30s\n"
+        '    targets: ["127.0.0.1"]\n'
+    )
+    config = load_probe_config(tmp_path / "config.yml")
+    settings = Settings(collectors=(), probe=config, max_requests=2)
+    client = await aiohttp_client(create_app(settings, clock=FakeClock(), warm_up=False))
+    params = {"module": "bmc", "target": f"127.0.0.1:{server.port}"}
+    waiting = [asyncio.create_task(client.get("/probe", params=params)) for _ in range(5)]
+    for _ in range(500):  # until the one poll reaches the BMC
+        if fake.requests["/redfish/v1/"]:
+            break
+        await asyncio.sleep(0.01)
+    assert fake.requests["/redfish/v1/"] == 1
+    assert not any(task.done() for task in waiting)  # five scrapes wait, none was refused
+    assert (await client.get("/cache/stats")).status == 200  # and both slots are free
+    fake.release.set()
+    assert [(await task).status for task in waiting] == [200] * 5

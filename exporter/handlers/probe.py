@@ -17,6 +17,7 @@ from exporter.entry import EntryView
 from exporter.freshness import freshness_families
 from exporter.handlers.metrics import scrape_wait
 from exporter.keys import CLOCK, SETTINGS
+from exporter.limits import check_query_size
 from exporter.probe_cache import ProbeBusy, ProbeCache
 from exporter.probe_config import ProbeModule
 from exporter.probe_target import Target, parse_target
@@ -91,7 +92,14 @@ def encode(families: Sequence[Metric], accept: str) -> tuple[bytes, str]:
 
 
 async def probe(request: web.Request) -> web.Response:
-    """Serve the target's cached families, refreshing them when due within the scrape deadline."""
+    """Serve the target's cached families, refreshing them when due within the scrape deadline.
+
+    Not under ``--web.max-requests``: thousands of BMC scrapes may wait for slow polls at
+    once, which costs a connection each, not work; polls are bounded by
+    ``max_concurrent_polls`` and encoding by the worker threads.
+    """
+    if request.query_string:
+        check_query_size(request)
     module, target = checked_probe(request)
     app = request.app
     probes = app[PROBES]
