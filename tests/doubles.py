@@ -29,11 +29,13 @@ class CountingCollector(Collector):
         self.samples = samples
         self.calls = 0
         self.gate: asyncio.Event | None = None
+        self.started = asyncio.Event()  # set when a collection begins (tests await it)
         self.fail: str | None = None
         self.not_applicable = False
 
     async def collect(self) -> Sequence[Metric]:
         self.calls += 1
+        self.started.set()
         if self.gate is not None:
             await self.gate.wait()
         if self.fail:

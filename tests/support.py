@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -166,3 +167,23 @@ class Installed:
     venv: Path
     python: Path
     script: Path
+
+
+def wait_for(
+    predicate: Callable[[], object], what: str = "the condition", timeout: float = 30.0
+) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+async def until(
+    predicate: Callable[[], object], what: str = "the condition", timeout: float = 30.0
+) -> None:
+    """``wait_for`` for async tests: polls without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)

@@ -15,7 +15,7 @@ import pytest
 
 from exporter.auth import REALM, WEB_SECURITY
 from tests.doubles import ClientFactory
-from tests.support import fake_path, free_port, read_log, run_exporter, running
+from tests.support import fake_path, free_port, read_log, run_exporter, running, wait_for
 from tests.websec import (
     HEADERS,
     HSTS,
@@ -26,7 +26,6 @@ from tests.websec import (
     https_get,
     make_pki,
     start,
-    wait_for,
 )
 
 

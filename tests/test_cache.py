@@ -39,8 +39,9 @@ async def test_fifty_concurrent_requests_on_expired_entry_collect_once() -> None
     await cache.fresh(["a"], wait=5)
     clock.advance(61)
     gate = collectors["a"].gate = asyncio.Event()
+    collectors["a"].started.clear()
     waiters = [asyncio.create_task(cache.fresh(["a"], wait=5)) for _ in range(50)]
-    await asyncio.sleep(0.01)
+    await collectors["a"].started.wait()  # scheduled after all 50 waiters ran: they all wait
     gate.set()
     await asyncio.gather(*waiters)
     assert collectors["a"].calls == 2
@@ -128,7 +129,8 @@ async def test_warm_up_collects_all_in_parallel() -> None:
     for name, collector in collectors.items():
         gates[name] = collector.gate = asyncio.Event()
     warm = asyncio.create_task(cache.warm_up())
-    await asyncio.sleep(0.01)
+    for collector in collectors.values():
+        await collector.started.wait()
     # All three are in flight at once before any is released.
     assert all(cache.inflight(n) is not None for n in collectors)
     for gate in gates.values():
@@ -141,7 +143,7 @@ async def test_close_cancels_inflight_refreshes() -> None:
     cache, collectors, _ = make_cache("a")
     collectors["a"].gate = asyncio.Event()
     task = cache.refresh("a")
-    await asyncio.sleep(0.01)
+    await collectors["a"].started.wait()
     await cache.close()
     assert task.cancelled() and cache.inflight("a") is None
     await cache.fresh(["a"], wait=5)  # closed: no new refresh starts
@@ -253,12 +255,13 @@ async def test_invalidate_during_inflight_refresh_is_not_lost() -> None:
     await cache.warm_up()
     clock.advance(3601)
     gate = collectors["a"].gate = asyncio.Event()
-    cache.refresh("a")  # a scheduled refresh starts reading the hardware ...
-    await asyncio.sleep(0)
+    collectors["a"].started.clear()
+    before = cache.refresh("a")  # a scheduled refresh starts reading the hardware ...
+    await collectors["a"].started.wait()
     clock.advance(10)
     cache.invalidate(["a"], refresh_now=False)  # ... operator swaps a disk and invalidates
     gate.set()
-    await asyncio.sleep(0.01)  # the pre-invalidation refresh finishes
+    await before  # the pre-invalidation refresh finishes
     collectors["a"].gate = None
     await cache.fresh(["a"], wait=5)  # next scrape after the invalidation
     assert collectors["a"].calls == 3, "data read before the invalidation cached for 1h"
@@ -269,12 +272,13 @@ async def test_invalidate_refresh_now_during_inflight_collects_again() -> None:
     await cache.warm_up()
     clock.advance(3601)
     gate = collectors["a"].gate = asyncio.Event()
-    cache.refresh("a")
-    await asyncio.sleep(0)
+    collectors["a"].started.clear()
+    before = cache.refresh("a")
+    await collectors["a"].started.wait()
     cache.invalidate(["a"], refresh_now=True)  # answered 202 "recollecting now"
+    collectors["a"].gate = None  # the refresh it starts does not wait
     gate.set()
-    await asyncio.sleep(0.01)
-    collectors["a"].gate = None
+    await before
     inflight = cache.inflight("a")
     if inflight is not None:
         await inflight

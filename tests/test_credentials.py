@@ -27,8 +27,8 @@ from exporter.credentials import (
     VerifiedCache,
     source_of,
 )
-from tests.support import run_exporter
-from tests.websec import HEADERS, HSTS, basic, start, wait_for
+from tests.support import run_exporter, wait_for
+from tests.websec import HEADERS, HSTS, basic, start
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 

@@ -24,9 +24,11 @@ from tests.processes import (
     marker_processes,
     open_fds,
     script,
+    wait_for_marker,
     wait_gone,
     zombie_children,
 )
+from tests.support import until
 
 
 def hang_script(tmp_path: Path, marker: str) -> str:
@@ -61,8 +63,7 @@ async def test_hang_kills_whole_process_group(tmp_path: Path) -> None:
     with pytest.raises(CommandTimeout, match=r"timed out after 0\.5s"):
         await runner.run([tool, marker], timeout=0.5)
     assert time.monotonic() - started < 5
-    await asyncio.sleep(0.2)
-    assert marker_processes(marker) == []
+    await until(lambda: not marker_processes(marker), "the tool's process group to die", 5)
     assert runner.live_process_groups == frozenset()
 
 
@@ -70,13 +71,11 @@ async def test_cancel_kills_whole_process_group(tmp_path: Path) -> None:
     marker = f"cancel-marker-{os.getpid()}-{time.monotonic_ns()}"
     tool = hang_script(tmp_path, marker)
     task = asyncio.create_task(CommandRunner().run([tool, marker], timeout=60))
-    await asyncio.sleep(0.5)
-    assert marker_processes(marker)
+    await wait_for_marker(marker)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.2)
-    assert marker_processes(marker) == []
+    await until(lambda: not marker_processes(marker), "the tool's process group to die", 5)
 
 
 FLOOD_RUNS = 15

@@ -26,6 +26,7 @@ from tests.support import (
     Exporter,
     free_port,
     run_exporter,
+    wait_for,
 )
 
 # Debian 12's prometheus-node-exporter-collectors (make test installs it).
@@ -131,14 +132,6 @@ async def test_fifty_concurrent_scrapes_run_the_script_once(tmp_path: Path) -> N
         # ... and that was one run: nvme_metrics.sh asks `nvme version` once per run.
         assert calls.read_text().count("version") == 2
         assert stats(exporter)["collectors"]["nvme_script"]["refreshes"] == {"success": 2}
-
-
-def wait_for(predicate: Any, what: str, timeout: float = 30.0) -> None:
-    """Poll the exporter's state until ``predicate()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_hung_script_is_killed_and_its_last_data_served_stale(tmp_path: Path) -> None:

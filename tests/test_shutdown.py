@@ -13,14 +13,22 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
 from exporter import sdnotify
-from tests.support import FIXTURE_ARGS, PROCFS, REPO, fake_path, free_port, run_exporter
+from tests.support import (
+    FIXTURE_ARGS,
+    PROCFS,
+    REPO,
+    fake_path,
+    free_port,
+    run_exporter,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -180,14 +188,6 @@ def test_sigterm_kills_hanging_tool_process_group(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert live_processes_with(marker) == [] and not alive(tool)
     assert "stopped" in exporter.logs()
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Poll ``check`` until it holds (bounded)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -6,8 +6,6 @@ import base64
 import socket
 import ssl
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,13 +102,6 @@ async def start(aiohttp_client: ClientFactory, config: Path, **settings: Any) ->
     client = await aiohttp_client(app)
     await cache.warm_up()
     return client, app, cache, clock
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def client_context(pki: PKI, cert: str | None = None) -> ssl.SSLContext:
