@@ -22,6 +22,7 @@ from exporter.handlers.probe import PROBES
 from exporter.keys import CACHE
 from exporter.logs import setup_logging
 from exporter.probe_config import ProbeConfig, ProbeConfigError, load_probe_config
+from exporter.reaper import Reaper
 from exporter.script_config import ScriptConfigError, load_scripts
 from exporter.serve import ListenError, listen_sockets, serve
 from exporter.settings import CollectorSettings, Settings
@@ -146,6 +147,8 @@ def run(args: argparse.Namespace, registry: dict[str, CollectorSpec]) -> None:
         raise SystemExit(str(exc)) from None
     app = create_app(settings, runner=runner, security=security)
     gc_pauses.install(app[CACHE], *([app[PROBES].cache] if PROBES in app else []))
+    # Targets' families are small and evicted targets leave the cache: no reaper there.
+    app[CACHE].on_change(Reaper().changed)
     log_skipped(settings.skipped)
     log.info(
         "starting hwcache-exporter %s on %s with collectors: %s",
