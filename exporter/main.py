@@ -30,6 +30,8 @@ from exporter.webconfig import WebConfigError
 
 log = logging.getLogger("hwcache_exporter")
 
+GIL_SWITCH_INTERVAL = 0.001  # seconds; CPython's default is 0.005
+
 
 def missing_tools(
     names: Sequence[str],
@@ -149,6 +151,10 @@ def run(args: argparse.Namespace, registry: dict[str, CollectorSpec]) -> None:
     gc_pauses.install(app[CACHE], *([app[PROBES].cache] if PROBES in app else []))
     # Targets' families are small and evicted targets leave the cache: no reaper there.
     app[CACHE].on_change(Reaper().changed)
+    # Render and refresh threads hold the GIL for seconds per 100k-sample change: the loop
+    # waits up to one switch interval each time it needs it (measured: p99 of /-/healthy
+    # 35-46 ms at CPython's 5 ms, 21-25 ms at 1 ms, refreshes no slower).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     log_skipped(settings.skipped)
     log.info(
         "starting hwcache-exporter %s on %s with collectors: %s",
