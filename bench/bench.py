@@ -129,9 +129,12 @@ def fetch(port: int, gzip_ok: bool) -> bytes:
         return bytes(resp.read())
 
 
+LAYERED = "fixed bytes behind the exporter's HTTP layers"
+
+
 def run_peers(samples: int, args: argparse.Namespace, tmp: Path) -> list[Row]:
     rows: list[Row] = []
-    ports = {name: free_port() for name in ("rc", "mc", "client", "baseline")}
+    ports = {name: free_port() for name in ("rc", "mc", "client", "baseline", "layered")}
     py = sys.executable
     with (
         server(hwcache_argv(ports["rc"], samples, True), ports["rc"]) as rc,
@@ -142,11 +145,16 @@ def run_peers(samples: int, args: argparse.Namespace, tmp: Path) -> list[Row]:
         body = fetch(ports["rc"], False)
         (tmp / "body").write_bytes(body)
         (tmp / "body.gz").write_bytes(gzip.compress(body, 6))
-        baseline_argv = [py, "bench/servers.py", "baseline", f"--port={ports['baseline']}",
-                         f"--body={tmp / 'body'}", f"--gzip-body={tmp / 'body.gz'}"]  # fmt: skip
-        with server(baseline_argv, ports["baseline"]) as base:
+        bodies = [f"--body={tmp / 'body'}", f"--gzip-body={tmp / 'body.gz'}"]
+        baseline_argv = [py, "bench/servers.py", "baseline", f"--port={ports['baseline']}"]
+        layered_argv = [py, "bench/servers.py", "layered", f"--port={ports['layered']}"]
+        with (
+            server([*baseline_argv, *bodies], ports["baseline"]) as base,
+            server([*layered_argv, *bodies], ports["layered"]) as layered,
+        ):
             targets = (
                 ("baseline (fixed bytes)", base, ports["baseline"]),
+                (LAYERED, layered, ports["layered"]),
                 ("hwcache response-cache hit", rc, ports["rc"]),
                 ("hwcache metric-cache hit", mc, ports["mc"]),
                 ("prometheus_client uncached", client, ports["client"]),
@@ -206,20 +214,26 @@ def markdown(rows: list[Row], scale: list[dict[str, float]], sim: list[dict[str,
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.platform()}, "
         f"{psutil.cpu_count()} vCPU, Python {platform.python_version()}; wrk -t1, "
         "loopback. Ratio = req/s ÷ baseline req/s; CPU ratio = baseline CPU per scrape ÷ this "
-        "target's (same samples, same encoding, same run; steadier when the machine is shared).",
+        "target's (same samples, same encoding, same run; steadier when the machine is shared); "
+        "CPU ratio to layered: the same against fixed bytes served through the exporter's own "
+        "connection guard, auth middleware and request limit (bench/servers.py layered).",
         "",
-        "| target | samples | encoding | req/s | ratio | CPU ratio | p50 ms | p99 ms "
-        "| CPU s / 1k scrapes |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| target | samples | encoding | req/s | ratio | CPU ratio | CPU ratio to layered "
+        "| p50 ms | p99 ms | CPU s / 1k scrapes |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base = {(r.samples, r.encoding): r for r in rows if r.target.startswith("baseline")}
+    layered = {(r.samples, r.encoding): r for r in rows if r.target == LAYERED}
     for r in rows:
-        b = base.get((r.samples, r.encoding))
+        b, lay = base.get((r.samples, r.encoding)), layered.get((r.samples, r.encoding))
         ratio = "-" if b is None else f"{r.rps / b.rps:.2f}"
         cpu = "-" if b is None or not r.cpu_s_per_1k else f"{b.cpu_s_per_1k / r.cpu_s_per_1k:.2f}"
+        to_layered = (
+            "-" if lay is None or not r.cpu_s_per_1k else f"{lay.cpu_s_per_1k / r.cpu_s_per_1k:.2f}"
+        )
         lines.append(
             f"| {r.target} | {r.samples} | {r.encoding} | {r.rps:.0f} | {ratio} | {cpu} | "
-            f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_s_per_1k:.3f} |"
+            f"{to_layered} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_s_per_1k:.3f} |"
         )
     lines += ["", "Data change (render ms: encoding alone, in-process; change → scrape ms: from the "
               "change to its first scrape answered by the real server, including the "

@@ -1,4 +1,5 @@
-"""Comparison servers for the benchmark: fixed-bytes baseline and prometheus_client uncached."""
+"""Comparison servers for the benchmark: fixed bytes (bare, and behind the exporter's HTTP
+layers) and prometheus_client uncached."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ import asyncio
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.exposition import gzip_accepted
 from prometheus_client.registry import CollectorRegistry
 
 from collectors.base import CollectorContext
 from collectors.synthetic import SyntheticCollector
+from exporter.auth import WebSecurity
+from exporter.limits import RequestLimiter
 from exporter.render import Families
+from exporter.serve import listen_sockets, serve
 
 
-def baseline_app(identity: bytes, gzipped: bytes, content_type: str) -> web.Application:
-    """Return the same precomputed bytes on every request (the upper bound)."""
+def fixed_bytes(identity: bytes, gzipped: bytes, content_type: str) -> Handler:
+    """A handler returning the same precomputed bytes on every request."""
 
     async def handler(request: web.Request) -> web.Response:
         if gzip_accepted(request.headers.get("Accept-Encoding", "")):
@@ -26,8 +31,23 @@ def baseline_app(identity: bytes, gzipped: bytes, content_type: str) -> web.Appl
             )
         return web.Response(body=identity, headers={"Content-Type": content_type})
 
+    return handler
+
+
+def baseline_app(identity: bytes, gzipped: bytes, content_type: str) -> web.Application:
+    """Fixed bytes from a bare aiohttp application (the upper bound)."""
     app = web.Application()
-    app.router.add_get("/metrics", handler)
+    app.router.add_get("/metrics", fixed_bytes(identity, gzipped, content_type))
+    return app
+
+
+def layered_app(identity: bytes, gzipped: bytes, content_type: str) -> web.Application:
+    """Fixed bytes behind the exporter's auth middleware and request limit; ``serve`` adds its
+    connection guard: what any response costs in the exporter's HTTP stack."""
+    security = WebSecurity.from_file(None)
+    app = web.Application(middlewares=[security.middleware()])
+    app.on_response_prepare.append(security.add_headers)
+    app.router.add_get("/metrics", RequestLimiter(0)(fixed_bytes(identity, gzipped, content_type)))
     return app
 
 
@@ -45,13 +65,17 @@ def client_app(samples: int) -> web.Application:
 def main() -> None:
     """``servers.py baseline|client --port P ...``."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["baseline", "client"])
+    parser.add_argument("kind", choices=["baseline", "layered", "client"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--body", type=Path)
     parser.add_argument("--gzip-body", type=Path)
     parser.add_argument("--content-type", default="text/plain; version=0.0.4; charset=utf-8")
     parser.add_argument("--samples", type=int, default=1000)
     args = parser.parse_args()
+    if args.kind == "layered":
+        app = layered_app(args.body.read_bytes(), args.gzip_body.read_bytes(), args.content_type)
+        asyncio.run(serve(app, listen_sockets(f"127.0.0.1:{args.port}")))
+        return
     if args.kind == "baseline":
         app = baseline_app(args.body.read_bytes(), args.gzip_body.read_bytes(), args.content_type)
     else:
