@@ -20,8 +20,7 @@ from exporter.cache import CacheEntry, MetricCache
 from exporter.clock import Clock, system_clock
 from exporter.families import SCRIPT
 from exporter.handlers import routes
-from exporter.handlers.probe import PROBES
-from exporter.keys import CACHE, CLOCK, READY, RENDERER, RESPONSE_CACHE, SETTINGS
+from exporter.keys import CACHE, CLOCK, PROBES, READY, RENDERER, RESPONSE_CACHE, SETTINGS
 from exporter.limits import RequestLimiter
 from exporter.probe_cache import ProbeCache, driver_factory
 from exporter.render import Renderer

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from exporter.cache import MetricCache
 from exporter.clock import Clock
+from exporter.probe_cache import ProbeCache
 from exporter.render import Renderer
 from exporter.response_cache import ResponseCache
 from exporter.settings import Settings
@@ -18,3 +19,4 @@ RESPONSE_CACHE = web.AppKey("response_cache", ResponseCache)
 READY = web.AppKey("ready", asyncio.Event)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 RENDERER = web.AppKey("renderer", Renderer)
+PROBES = web.AppKey("probes", ProbeCache)

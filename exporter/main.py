@@ -18,8 +18,7 @@ from exporter import __version__, gc_pauses, invalidate_cli
 from exporter.app import create_app
 from exporter.auth import WebSecurity
 from exporter.cli import enabled_collectors, explicit_collectors, parse_flags, settings_from_args
-from exporter.handlers.probe import PROBES
-from exporter.keys import CACHE
+from exporter.keys import CACHE, PROBES
 from exporter.logs import setup_logging
 from exporter.probe_config import ProbeConfig, ProbeConfigError, load_probe_config
 from exporter.reaper import Reaper

@@ -7,9 +7,10 @@ import logging
 import random
 import ssl
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import aiohttp
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.base import Collector, CollectorContext, Skipped
@@ -21,6 +22,7 @@ from exporter.clock import Clock, Instant, system_clock
 from exporter.entry import EntryView, Result
 from exporter.families import REMOTE
 from exporter.probe_config import ProbeConfig, ProbeModule
+from exporter.probe_responses import ProbeResponses
 from exporter.probe_target import Target, parse_target
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ class ProbeCache:
             clock, error_retry_interval, config.refresh_jitter, rng or random.Random()
         )
         self.evictions = 0
+        self.responses = ProbeResponses()
         self._order: OrderedDict[str, None] = OrderedDict()
         self._total = asyncio.Semaphore(config.max_concurrent_polls)
         self._gates = {
@@ -147,6 +150,19 @@ class ProbeCache:
         """Forget an idle entry that holds no session (a restore that was refused)."""
         if self.cache.evict(name) is not None:
             self._order.pop(name, None)
+
+    def collect(self) -> Iterator[Metric]:
+        """``hwcache_probe_*`` for /metrics: size and evictions of the target cache."""
+        yield GaugeMetricFamily(
+            "hwcache_probe_targets",
+            "Remote targets in the cache (bounded by max_targets).",
+            value=len(self.cache),
+        )
+        yield CounterMetricFamily(
+            "hwcache_probe_evictions",
+            "Remote targets evicted from the cache, least recently probed first.",
+            value=self.evictions,
+        )
 
     def _evict_one(self) -> None:
         for key in self._order:

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import create_app
 from exporter.clock import FakeClock
-from exporter.handlers.probe import PROBES
+from exporter.keys import PROBES
 from exporter.probe_cache import ProbeCache
 from exporter.probe_config import load_probe_config
 from exporter.settings import Settings
@@ -105,7 +105,10 @@ async def test_session_login_and_every_metric(setup: Setup) -> None:
     assert sample(text, "hw_redfish_power_supply_input_watts", supply="PSU1") == 230
     labels = {"collector": "redfish", "module": "bmc", "target": setup.target}
     assert sample(text, "hwcache_collector_success", **labels) == 1
-    assert sample(text, "hwcache_probe_targets") == 1
+    assert sample(text, "hwcache_probe_targets") is None  # the exporter's own: on /metrics
+    own = await (await setup.client.get("/metrics")).text()
+    assert sample(own, "hwcache_probe_targets") == 1
+    assert sample(own, "hwcache_probe_evictions_total") == 0
 
 
 async def test_cached_until_the_interval_then_relogin_on_expired_session(setup: Setup) -> None:
@@ -284,3 +287,22 @@ async def test_waiting_for_a_poll_takes_no_request_slot(
     assert (await client.get("/cache/stats")).status == 200  # and both slots are free
     fake.release.set()
     assert [(await task).status for task in waiting] == [200] * 5
+
+
+async def test_unchanged_target_is_answered_with_the_stored_body(setup: Setup) -> None:
+    params = {"module": "bmc", "target": setup.target}
+    first = await setup.client.get("/probe", params=params)
+    second = await setup.client.get("/probe", params=params)
+    assert first.headers["X-Hwcache-Response"] == "miss"
+    assert second.headers["X-Hwcache-Response"] == "hit"
+    assert await second.read() == await first.read()
+    openmetrics = {"Accept": "application/openmetrics-text;version=1.0.0"}
+    other = await setup.client.get("/probe", params=params, headers=openmetrics)
+    assert other.headers["X-Hwcache-Response"] == "miss"  # one body per format
+    assert (await other.text()).endswith("# EOF\n")
+    setup.fake.tree[CHASSIS + "/Thermal"]["Temperatures"][0]["ReadingCelsius"] = 31.0
+    setup.clock.advance(INTERVAL)  # the data expires: the body says stale, then new data
+    third = await setup.client.get("/probe", params=params)
+    assert third.headers["X-Hwcache-Response"] == "miss"
+    assert sample(await third.text(), "hw_redfish_temperature_celsius", sensor="Inlet") == 31.0
+    assert setup.fake.requests["/redfish/v1/"] == 2

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from exporter.app import create_app
 from exporter.clock import FakeClock
-from exporter.handlers.probe import PROBES
+from exporter.keys import PROBES
 from exporter.probe_config import load_probe_config
 from exporter.probe_target import parse_target
 from exporter.settings import Settings

@@ -11,9 +11,8 @@ from aiohttp import web
 from exporter.cache import MetricCache
 from exporter.clock import Instant
 from exporter.entry import EntryView
-from exporter.handlers.probe import PROBES
 from exporter.handlers.targets import page_of, targets_stats
-from exporter.keys import CACHE, CLOCK, READY, RESPONSE_CACHE, SETTINGS
+from exporter.keys import CACHE, CLOCK, PROBES, READY, RESPONSE_CACHE, SETTINGS
 
 REFRESH_MODES = ("next", "now")
 

@@ -11,7 +11,7 @@ from prometheus_client.metrics_core import Metric
 from exporter.cache import MetricCache
 from exporter.formats import Format, gzip_accepted, negotiate
 from exporter.freshness import BuildInfo, Freshness
-from exporter.keys import CACHE, CLOCK, RENDERER, RESPONSE_CACHE, SETTINGS
+from exporter.keys import CACHE, CLOCK, PROBES, RENDERER, RESPONSE_CACHE, SETTINGS
 from exporter.response_cache import VARY, CacheKey, Query, Rendered
 from exporter.settings import Settings
 
@@ -115,6 +115,7 @@ async def render(request: web.Request, scrape: Scrape) -> Rendered:
         *Freshness(entries, app[CLOCK]).collect(),
         *BUILD_INFO.collect(),
         *(app[RESPONSE_CACHE].collect() if settings.response_cache else ()),
+        *(app[PROBES].collect() if PROBES in app else ()),
     ]
     renderer = app[RENDERER]
     names_wanted = frozenset(scrape.values("name[]"))

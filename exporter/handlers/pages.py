@@ -11,9 +11,8 @@ from collectors.toolkit.durations import format_duration
 from exporter import __version__
 from exporter.clock import Instant
 from exporter.entry import EntryView, Status
-from exporter.handlers.probe import PROBES
 from exporter.handlers.targets import by_status, worst_first
-from exporter.keys import CACHE, CLOCK, READY, SETTINGS
+from exporter.keys import CACHE, CLOCK, PROBES, READY, SETTINGS
 
 # Short cells never wrap; only the message column wraps, at any character if it must. When
 # the window is too narrow the table scrolls sideways inside its own region, with the

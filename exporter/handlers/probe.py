@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -16,13 +15,14 @@ from exporter.clock import Instant
 from exporter.entry import EntryView
 from exporter.freshness import freshness_families
 from exporter.handlers.metrics import scrape_wait
-from exporter.keys import CLOCK, SETTINGS
+from exporter.keys import CLOCK, PROBES, SETTINGS
 from exporter.limits import check_query_size
-from exporter.probe_cache import ProbeBusy, ProbeCache
+from exporter.probe_cache import ProbeBusy
 from exporter.probe_config import ProbeModule
 from exporter.probe_target import Target, parse_target
 
-PROBES = web.AppKey("probes", ProbeCache)
+HIT = {"X-Hwcache-Response": "hit"}
+MISS = {"X-Hwcache-Response": "miss"}
 
 
 def _bad(text: str) -> web.HTTPBadRequest:
@@ -59,22 +59,6 @@ def target_freshness(
     return families
 
 
-def cache_families(probes: ProbeCache) -> list[Metric]:
-    """Size and evictions of the remote-target cache."""
-    return [
-        GaugeMetricFamily(
-            "hwcache_probe_targets",
-            "Remote targets in the cache (bounded by max_targets).",
-            value=len(probes.cache),
-        ),
-        CounterMetricFamily(
-            "hwcache_probe_evictions",
-            "Remote targets evicted from the cache, least recently probed first.",
-            value=probes.evictions,
-        ),
-    ]
-
-
 class _Fixed(Collector):
     def __init__(self, families: Sequence[Metric]) -> None:
         self.families = families
@@ -109,12 +93,12 @@ async def probe(request: web.Request) -> web.Response:
         raise web.HTTPServiceUnavailable(text=f"{exc}; try again later\n") from None
     await probes.cache.fresh([name], scrape_wait(request, app[SETTINGS]))
     now, entry = app[CLOCK].now(), probes.cache.view(name)
-    families = [
-        *entry.families,
-        *target_freshness(entry, module, target, now),
-        *cache_families(probes),
-    ]
-    body, content_type = await asyncio.to_thread(
-        encode, families, request.headers.get("Accept", "")
-    )
-    return web.Response(body=body, headers={"Content-Type": content_type})
+    accept = request.headers.get("Accept", "")
+    _, content_type = choose_encoder(accept)
+    stored = probes.responses.get(entry, content_type, now)
+    if stored is not None:
+        return web.Response(body=stored, headers={"Content-Type": content_type, **HIT})
+    families = [*entry.families, *target_freshness(entry, module, target, now)]
+    body, content_type = await asyncio.to_thread(encode, families, accept)
+    probes.responses.put(entry, content_type, body)
+    return web.Response(body=body, headers={"Content-Type": content_type, **MISS})
