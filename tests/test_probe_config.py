@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from exporter.probe_config import ProbeConfigError, load_probe_config
 from exporter.probe_target import parse_allowed, parse_target
-from tests.support import REPO, free_port
+from tests.support import exporter_exit, free_port
 
 GOOD = """
 modules:
@@ -99,21 +97,9 @@ def test_config_errors(
 
 def test_a_config_error_is_one_line_and_exit_1(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("targets:", "targets: []\n    x:"))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            f"--web.listen-address=127.0.0.1:{free_port()}",
-            "--collector.disable-defaults",
-            f"--config.file={path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={"BMC_USER": "monitor", "PATH": "/usr/bin:/bin"},
-    )
+    listen = f"--web.listen-address=127.0.0.1:{free_port()}"
+    args = [listen, "--collector.disable-defaults", f"--config.file={path}"]
+    proc = exporter_exit(args, {"BMC_USER": "monitor", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     assert len(lines) == 1, lines

@@ -7,8 +7,6 @@ import json
 import logging
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -32,7 +30,7 @@ from tests.ipmi_sim import (
     logging_ipmitool,
     simulator,
 )
-from tests.support import REPO, free_port, run_exporter
+from tests.support import exporter_exit, free_port, run_exporter
 
 WRONG = "not-the-pass-9"
 
@@ -340,20 +338,8 @@ def test_an_ipmi_module_without_ipmitool_stops_the_start(tmp_path: Path) -> None
     path = probe_config(tmp_path, 623)
     empty = tmp_path / "empty-bin"
     empty.mkdir()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            f"--web.listen-address=127.0.0.1:{free_port()}",
-            "--collector.disable-defaults",
-            f"--config.file={path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={"PATH": str(empty), "BMC_WRONG_PASSWORD": WRONG},
-    )
+    listen = f"--web.listen-address=127.0.0.1:{free_port()}"
+    args = [listen, "--collector.disable-defaults", f"--config.file={path}"]
+    proc = exporter_exit(args, {"PATH": str(empty), "BMC_WRONG_PASSWORD": WRONG})
     assert proc.returncode == 1
     assert "module 'bmc' (driver ipmi) needs ipmitool, which is not installed" in proc.stderr

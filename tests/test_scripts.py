@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -22,8 +20,8 @@ from tests.support import (
     FAKES,
     FIXTURE_ARGS,
     FIXTURES,
-    REPO,
     Exporter,
+    exporter_exit,
     free_port,
     run_exporter,
     wait_for,
@@ -168,19 +166,8 @@ def test_hung_script_is_killed_and_its_last_data_served_stale(tmp_path: Path) ->
 def start_error(tmp_path: Path, scripts: list[dict[str, Any]]) -> str:
     """Start the exporter with these scripts; it must exit 1 with one log line: return it."""
     config = write_config(tmp_path, scripts)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            f"--web.listen-address=127.0.0.1:{free_port()}",
-            *script_args(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-    )
+    listen = f"--web.listen-address=127.0.0.1:{free_port()}"
+    result = exporter_exit([listen, *script_args(config)], timeout=30)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines

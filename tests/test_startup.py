@@ -24,7 +24,7 @@ from collectors.toolkit.runner import CommandRunner
 from exporter.cli import build_parser
 from exporter.main import startup_settings
 from exporter.serve import ListenError, listen_sockets
-from tests.support import REPO, fake_path, free_port, run_exporter
+from tests.support import REPO, exporter_exit, fake_path, free_port, run_exporter
 
 # A hung ipmitool (60 s, killed at the 1m timeout) and a synthetic collector sleeping 60 s.
 SLOW = [
@@ -42,12 +42,9 @@ def run_once(
     args: Sequence[str], env: dict[str, str] | None = None, timeout: float = 120
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run the exporter expecting it to exit by itself; returns the result and its run time."""
-    argv = [sys.executable, "-m", "exporter", *args]
     full_env = {**os.environ, "PATH": fake_path(), **(env or {})}
     started = time.monotonic()
-    result = subprocess.run(
-        argv, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
+    result = exporter_exit(args, full_env, timeout)
     return result, time.monotonic() - started
 
 

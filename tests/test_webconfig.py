@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from exporter.webconfig import WebConfigError, load_web_config
-from tests.support import REPO, fake_path, free_port
+from tests.support import REPO, exporter_exit, fake_path, free_port
 from tests.websec import PKI, hash_password, make_pki
 
 
@@ -174,9 +173,7 @@ def test_invalid_configs_name_the_problem(case: str, pki: PKI) -> None:
 
 def run_exporter_once(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the exporter expecting it to exit on its own (a startup error)."""
-    argv = [sys.executable, "-m", "exporter", "--collector.disable-defaults", *args]
-    env = {"PATH": fake_path()}
-    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    return exporter_exit(["--collector.disable-defaults", *args], {"PATH": fake_path()})
 
 
 def test_invalid_file_is_a_startup_error_without_traceback(tmp_path: Path) -> None:
