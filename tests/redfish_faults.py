@@ -9,8 +9,10 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
 
 USER, PASSWORD = "monitor", "s3cret-pw-42"
@@ -181,3 +183,20 @@ def serving(count: int) -> Iterator[list[tuple[int, FaultyRedfish]]]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
+
+
+def probe_config(folder: Path, module: dict[str, Any] | None = None, **top: Any) -> Path:
+    """A ``--config.file`` with one redfish module ``bmc`` for this fake (http, its password
+    from a file in ``folder``); ``module`` adds or replaces module keys, ``top`` top-level ones."""
+    (folder / "pass").write_text(PASSWORD + "\n")
+    bmc = {
+        "driver": "redfish",
+        "scheme": "http",
+        "username": USER,
+        "password_file": str(folder / "pass"),
+        "targets": ["127.0.0.1"],
+        **(module or {}),
+    }
+    path = folder / "config.yml"
+    path.write_text(yaml.safe_dump({**top, "modules": {"bmc": bmc}}))
+    return path

@@ -19,7 +19,7 @@ from exporter.keys import PROBES
 from exporter.probe_cache import ProbeCache
 from exporter.probe_config import load_probe_config
 from exporter.settings import Settings
-from tests.redfish_faults import CHASSIS, PASSWORD, USER, FaultyRedfish
+from tests.redfish_faults import CHASSIS, PASSWORD, FaultyRedfish, probe_config
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
@@ -63,24 +63,14 @@ async def setup(
 ) -> Setup:
     fake = FaultyRedfish()
     server = await aiohttp_server(fake.app())
-    (tmp_path / "pass").write_text(PASSWORD + "\n")
-    (tmp_path / "config.yml").write_text(
-        f"""
-max_targets: 4
-modules:
-  bmc:
-    driver: redfish
-    scheme: http
-    username: {USER}
-    password_file: {tmp_path / "pass"}
-    interval: {INTERVAL:g}s
-    timeout: 5s
-    request_timeout: 1s
-    max_response_bytes: 65536
-    targets: ["127.0.0.1", "*.bmc.example.net"]
-"""
-    )
-    config = load_probe_config(tmp_path / "config.yml")
+    module = {
+        "interval": f"{INTERVAL:g}s",
+        "timeout": "5s",
+        "request_timeout": "1s",
+        "max_response_bytes": 65536,
+        "targets": ["127.0.0.1", "*.bmc.example.net"],
+    }
+    config = load_probe_config(probe_config(tmp_path, module, max_targets=4))
     app = create_app(Settings(collectors=(), probe=config), clock=FakeClock(), warm_up=False)
     return Setup(fake, f"127.0.0.1:{server.port}", await aiohttp_client(app))
 
@@ -267,13 +257,8 @@ async def test_waiting_for_a_poll_takes_no_request_slot(
     fake = FaultyRedfish()
     fake.faults["/redfish/v1/"] = "slow"
     server = await aiohttp_server(fake.app())
-    (tmp_path / "pass").write_text(PASSWORD + "\n")
-    (tmp_path / "config.yml").write_text(
-        f"modules:\n  bmc:\n    driver: redfish\n    scheme: http\n    username: {USER}\n"
-        f"    password_file: {tmp_path / 'pass'}\n    timeout: 60s\n    request_timeout: 30s\n"
-        '    targets: ["127.0.0.1"]\n'
-    )
-    config = load_probe_config(tmp_path / "config.yml")
+    module = {"timeout": "60s", "request_timeout": "30s"}
+    config = load_probe_config(probe_config(tmp_path, module))
     settings = Settings(collectors=(), probe=config, max_requests=2)
     client = await aiohttp_client(create_app(settings, clock=FakeClock(), warm_up=False))
     params = {"module": "bmc", "target": f"127.0.0.1:{server.port}"}

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from tests.prom import run_prometheus
-from tests.redfish_faults import PASSWORD, USER, FaultyRedfish, serving
+from tests.redfish_faults import FaultyRedfish, probe_config, serving
 from tests.support import REPO, Exporter, run_exporter
 
 EXAMPLE = REPO / "deploy" / "prometheus" / "bmc-shards.yml"
@@ -34,18 +34,6 @@ def pick_both_shards(services: list[Service]) -> list[Service]:
             extra = next(s for s in services if shard(f"127.0.0.1:{s[0]}", REPLICAS) == index)
             chosen[index] = extra
     return chosen
-
-
-def module_config(tmp_path: Path) -> Path:
-    """A probe module for the fake BMCs (interval long enough that each is polled once)."""
-    (tmp_path / "pass").write_text(PASSWORD + "\n")
-    path = tmp_path / "probe.yml"
-    path.write_text(
-        f"modules:\n  bmc:\n    driver: redfish\n    scheme: http\n    username: {USER}\n"
-        f"    password_file: {tmp_path / 'pass'}\n    interval: 1h\n"
-        '    targets: ["127.0.0.1"]\n'
-    )
-    return path
 
 
 def example_for(replicas: list[str], targets_file: Path) -> dict[str, Any]:
@@ -80,7 +68,10 @@ def test_every_bmc_is_polled_and_cached_by_exactly_one_replica(tmp_path: Path) -
         services = pick_both_shards(spare)
         targets = [f"127.0.0.1:{port}" for port, _ in services]
         shares = [[t for t in targets if shard(t, REPLICAS) == i] for i in range(REPLICAS)]
-        args = ["--collector.disable-defaults", f"--config.file={module_config(tmp_path)}"]
+        args = [
+            "--collector.disable-defaults",
+            f"--config.file={probe_config(tmp_path, {'interval': '1h'})}",
+        ]
         replicas = []
         for index in range(REPLICAS):
             workdir = tmp_path / f"replica{index}"

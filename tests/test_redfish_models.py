@@ -21,7 +21,7 @@ from exporter.app import create_app
 from exporter.clock import FakeClock
 from exporter.probe_config import load_probe_config
 from exporter.settings import Settings
-from tests.redfish_faults import PASSWORD, USER, FaultyRedfish
+from tests.redfish_faults import FaultyRedfish, probe_config
 from tests.redfish_mockups import Mockup, Series, of, parse, sensors_by
 from tests.support import REPO
 
@@ -56,21 +56,8 @@ def serve(
         fake = fake or FaultyRedfish()
         fake.tree = tree
         server = await aiohttp_server(fake.app())
-        (tmp_path / "pass").write_text(PASSWORD)
-        (tmp_path / "config.yml").write_text(
-            f"""
-modules:
-  bmc:
-    driver: redfish
-    scheme: http
-    username: {USER}
-    password_file: {tmp_path / "pass"}
-    timeout: 60s
-    request_timeout: 20s
-    targets: ["127.0.0.1"]
-"""
-        )
-        config = load_probe_config(tmp_path / "config.yml")
+        module = {"timeout": "60s", "request_timeout": "20s"}
+        config = load_probe_config(probe_config(tmp_path, module))
         settings = Settings(collectors=(), probe=config)
         app = create_app(settings, clock=FakeClock(), warm_up=False)
         return Probe(fake, await aiohttp_client(app), f"127.0.0.1:{server.port}")
