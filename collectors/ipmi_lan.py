@@ -11,7 +11,7 @@ from prometheus_client.metrics_core import Metric
 from collectors.base import CollectorContext, CollectorError, NotApplicable
 from collectors.ipmi import IpmiCollector
 from collectors.toolkit.fanout import Budget
-from collectors.toolkit.remote import Credential, RemoteTarget
+from collectors.toolkit.remote import Credential, LoginModule, RemoteTarget
 from collectors.toolkit.runner import CommandResult
 
 DEFAULT_PORT = 623  # RMCP
@@ -133,23 +133,8 @@ class IpmiLanCollector(IpmiCollector):
         return f"exit status {result.returncode}: {first[:200]}"
 
 
-class IpmiModule(Protocol):
-    """What the driver reads of a ``/probe`` module."""
-
-    @property
-    def username(self) -> Credential:
-        """The BMC user name."""
-        ...
-
-    @property
-    def password(self) -> Credential:
-        """The BMC password."""
-        ...
-
-    @property
-    def timeout(self) -> float:
-        """Seconds one whole poll may take."""
-        ...
+class IpmiModule(LoginModule, Protocol):
+    """What the driver reads of a ``/probe`` module: a login and the ``ipmi`` settings."""
 
     @property
     def ipmi(self) -> IpmiSettings | None:

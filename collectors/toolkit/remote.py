@@ -13,13 +13,8 @@ class Credential(Protocol):
         ...
 
 
-class RemoteModule(Protocol):
-    """How to reach and poll one kind of remote target (a ``/probe`` module)."""
-
-    @property
-    def scheme(self) -> str:
-        """``https`` or ``http``."""
-        ...
+class LoginModule(Protocol):
+    """What every driver reads of a ``/probe`` module: credentials and the poll's timeout."""
 
     @property
     def username(self) -> Credential:
@@ -34,6 +29,15 @@ class RemoteModule(Protocol):
     @property
     def timeout(self) -> float:
         """Seconds one whole poll may take."""
+        ...
+
+
+class RemoteModule(LoginModule, Protocol):
+    """How to reach and poll one kind of HTTP remote target (a Redfish ``/probe`` module)."""
+
+    @property
+    def scheme(self) -> str:
+        """``https`` or ``http``."""
         ...
 
     @property
