@@ -21,7 +21,6 @@ from collectors.smart_power import (
     PowerModeOverrides,
     last_read_family,
     nocheck_args,
-    parse_overrides,
 )
 from collectors.toolkit.fanout import Budget, fan_out
 from collectors.toolkit.options import Choice, CollectorOption, Duration, Flag, Integer, Regex
@@ -174,7 +173,7 @@ class SmartCollector(Collector):
 
     async def _read(self, device: Device, timeout: float) -> DeviceResult:
         args = list(READ_ARGS)
-        overrides = parse_overrides(self.options.text("nocheck-override"))
+        overrides = self.options.mapping("nocheck-override")
         args += nocheck_args(device.label, self.options.text("nocheck"), overrides)
         if device.type:
             args.append(f"--device={device.type}")

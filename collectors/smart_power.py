@@ -42,6 +42,10 @@ class PowerModeOverrides(OptionKind):
         parse_overrides(text)
         return text
 
+    def parse(self, text: str) -> object:
+        """Device label → mode."""
+        return parse_overrides(text)
+
 
 def nocheck_args(label: str, default: str, overrides: Mapping[str, str]) -> list[str]:
     """smartctl arguments for ``label``'s power-mode policy (none for ``never``)."""

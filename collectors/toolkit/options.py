@@ -196,6 +196,10 @@ class Options:
         """A ``Duration`` option, in seconds."""
         return self._get(name, float)
 
+    def mapping(self, name: str) -> dict[str, str]:
+        """An option whose kind parses to a mapping (e.g. per-device settings)."""
+        return self._get(name, dict)
+
     def text(self, name: str) -> str:
         """A ``Text``, ``Choice`` or other text option."""
         return self._get(name, str)
