@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from exporter.clock import Instant
 from exporter.entry import EntryView
@@ -20,6 +19,7 @@ from exporter.limits import check_query_size
 from exporter.probe_cache import ProbeBusy
 from exporter.probe_config import ProbeModule
 from exporter.probe_target import Target, parse_target
+from exporter.render import Families
 
 HIT = {"X-Hwcache-Response": "hit"}
 MISS = {"X-Hwcache-Response": "miss"}
@@ -59,20 +59,11 @@ def target_freshness(
     return families
 
 
-class _Fixed(Collector):
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self.families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return self.families
-
-
-def encode(families: Sequence[Metric], accept: str) -> tuple[bytes, str]:
-    """Exposition bytes and content type negotiated from ``accept``."""
-    encoder, content_type = choose_encoder(accept)
+def encode(families: Sequence[Metric], encoder: Callable[[CollectorRegistry], bytes]) -> bytes:
+    """Exposition bytes of ``families`` by one of prometheus_client's encoders."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Fixed(families))
-    return encoder(registry), content_type
+    registry.register(Families(families))
+    return encoder(registry)
 
 
 async def probe(request: web.Request) -> web.Response:
@@ -93,12 +84,12 @@ async def probe(request: web.Request) -> web.Response:
         raise web.HTTPServiceUnavailable(text=f"{exc}; try again later\n") from None
     await probes.cache.fresh([name], scrape_wait(request, app[SETTINGS]))
     now, entry = app[CLOCK].now(), probes.cache.view(name)
-    accept = request.headers.get("Accept", "")
-    _, content_type = choose_encoder(accept)
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     stored = probes.responses.get(entry, content_type, now)
     if stored is not None:
         return web.Response(body=stored, headers={"Content-Type": content_type, **HIT})
     families = [*entry.families, *target_freshness(entry, module, target, now)]
-    body, content_type = await asyncio.to_thread(encode, families, accept)
-    probes.responses.put(entry, content_type, body)
+    body = await asyncio.to_thread(encode, families, encoder)
+    if not entry.expired(now):  # an expired target's body would never be served again
+        probes.responses.put(entry, content_type, body)
     return web.Response(body=body, headers={"Content-Type": content_type, **MISS})
