@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -177,16 +176,6 @@ def wait_for(
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
-
-
-async def until(
-    predicate: Callable[[], object], what: str = "the condition", timeout: float = 30.0
-) -> None:
-    """``wait_for`` for async tests: polls without blocking the event loop."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 def exporter_exit(

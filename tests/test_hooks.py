@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import bcrypt
 import pytest
 
-from tests.support import FIXTURE_ARGS, REPO, Exporter, free_port, run_exporter
+from tests.support import FIXTURE_ARGS, REPO, Exporter, free_port, run_exporter, wait_for
 
 CONTRIB = REPO / "contrib"
 INSTALLED = "/usr/local/libexec/hwcache-exporter/"  # where the README installs the hooks
@@ -68,14 +67,6 @@ def settled(exporter: Exporter) -> bool:
     return not any(e["refreshing"] for e in entries.values())
 
 
-def wait_until(predicate: Any, what: str) -> None:
-    """Poll until ``predicate()`` holds (the exporter's state is the event awaited)."""
-    deadline = time.monotonic() + 30
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def refreshed(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """Collectors whose refresh count changed, and by how much."""
     return {n: after[n] - before[n] for n in after if after[n] != before[n]}
@@ -126,7 +117,7 @@ def test_udev_rule_expires_disks_smart_and_nvme_once_per_burst(
         assert late.returncode == RATE_LIMITED, late.stderr
         assert "retry after" in late.stderr
     assert exporter.get("/metrics")[0] == 200
-    wait_until(lambda: settled(exporter), "the refreshes")
+    wait_for(lambda: settled(exporter), "the refreshes")
     assert refreshed(before, refreshes(exporter)) == {"disks": 1, "smart": 1, "nvme": 1}
 
 
@@ -154,13 +145,13 @@ def test_smartd_warning_refreshes_smart_now(exporter: Exporter, tmp_path: Path) 
     assert test.returncode == 0 and refreshes(exporter) == before
     done = run_hook(hook, hook_env(exporter, tmp_path, SMARTD_WARNING))
     assert done.returncode == 0, done.stderr
-    wait_until(lambda: refreshes(exporter)["smart"] > before["smart"], "the smart refresh")
+    wait_for(lambda: refreshes(exporter)["smart"] > before["smart"], "the smart refresh")
     # smartd repeats the warning for the other disks: no second run of smartctl.
     again = run_hook(
         hook, hook_env(exporter, tmp_path, {**SMARTD_WARNING, "SMARTD_DEVICE": "/dev/sdb"})
     )
     assert again.returncode == RATE_LIMITED, again.stderr
-    wait_until(lambda: settled(exporter), "the refresh")
+    wait_for(lambda: settled(exporter), "the refresh")
     assert refreshed(before, refreshes(exporter)) == {"smart": 1}
 
 
@@ -173,10 +164,10 @@ def test_mdadm_event_refreshes_mdraid_now(exporter: Exporter, tmp_path: Path) ->
     assert refreshes(exporter) == before
     done = run_hook([hook, "Fail", "/dev/md0", "/dev/sdb1"], env)
     assert done.returncode == 0, done.stderr
-    wait_until(lambda: refreshes(exporter)["mdraid"] > before["mdraid"], "the mdraid refresh")
+    wait_for(lambda: refreshes(exporter)["mdraid"] > before["mdraid"], "the mdraid refresh")
     for event in (["DegradedArray", "/dev/md0"], ["RebuildStarted", "/dev/md0"]):
         assert run_hook([hook, *event], env).returncode == RATE_LIMITED
-    wait_until(lambda: settled(exporter), "the refresh")
+    wait_for(lambda: settled(exporter), "the refresh")
     assert refreshed(before, refreshes(exporter)) == {"mdraid": 1}
 
 

@@ -21,14 +21,12 @@ from collectors.toolkit.runner import (
 )
 from tests.processes import (
     kill_markers,
-    marker_processes,
     open_fds,
     script,
     wait_for_marker,
     wait_gone,
     zombie_children,
 )
-from tests.support import until
 
 
 def hang_script(tmp_path: Path, marker: str) -> str:
@@ -63,7 +61,7 @@ async def test_hang_kills_whole_process_group(tmp_path: Path) -> None:
     with pytest.raises(CommandTimeout, match=r"timed out after 0\.5s"):
         await runner.run([tool, marker], timeout=0.5)
     assert time.monotonic() - started < 5
-    await until(lambda: not marker_processes(marker), "the tool's process group to die", 5)
+    assert await wait_gone(marker, within=5) == []
     assert runner.live_process_groups == frozenset()
 
 
@@ -75,7 +73,7 @@ async def test_cancel_kills_whole_process_group(tmp_path: Path) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await until(lambda: not marker_processes(marker), "the tool's process group to die", 5)
+    assert await wait_gone(marker, within=5) == []
 
 
 FLOOD_RUNS = 15
