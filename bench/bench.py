@@ -216,7 +216,7 @@ def markdown(rows: list[Row], scale: list[dict[str, float]], sim: list[dict[str,
         "loopback. Ratio = req/s ÷ baseline req/s; CPU ratio = baseline CPU per scrape ÷ this "
         "target's (same samples, same encoding, same run; steadier when the machine is shared); "
         "CPU ratio to layered: the same against fixed bytes served through the exporter's own "
-        "connection guard, auth middleware and request limit (bench/servers.py layered).",
+        "connection guard, request tracking and request limit (bench/servers.py layered).",
         "",
         "| target | samples | encoding | req/s | ratio | CPU ratio | CPU ratio to layered "
         "| p50 ms | p99 ms | CPU s / 1k scrapes |",

@@ -16,6 +16,7 @@ from prometheus_client.registry import CollectorRegistry
 from collectors.base import CollectorContext
 from collectors.synthetic import SyntheticCollector
 from exporter.auth import WebSecurity
+from exporter.connections import tracked
 from exporter.limits import RequestLimiter
 from exporter.render import Families
 from exporter.serve import listen_sockets, serve
@@ -42,12 +43,13 @@ def baseline_app(identity: bytes, gzipped: bytes, content_type: str) -> web.Appl
 
 
 def layered_app(identity: bytes, gzipped: bytes, content_type: str) -> web.Application:
-    """Fixed bytes behind the exporter's auth middleware and request limit; ``serve`` adds its
-    connection guard: what any response costs in the exporter's HTTP stack."""
-    security = WebSecurity.from_file(None)
-    app = web.Application(middlewares=[security.middleware()])
-    app.on_response_prepare.append(security.add_headers)
-    app.router.add_get("/metrics", RequestLimiter(0)(fixed_bytes(identity, gzipped, content_type)))
+    """Fixed bytes behind the exporter's request tracking and limit, and its web security
+    (nothing without a web config file); ``serve`` adds the connection guard: what any
+    response costs in the exporter's HTTP stack."""
+    app = web.Application()
+    WebSecurity.from_file(None).install(app)
+    handler = RequestLimiter(0)(fixed_bytes(identity, gzipped, content_type))
+    app.router.add_get("/metrics", tracked(handler))
     return app
 
 

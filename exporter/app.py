@@ -76,8 +76,8 @@ def create_app(
     )
     # Without ``security`` the web config file is loaded here (raises WebConfigError).
     security = security or WebSecurity.from_file(settings.web_config_file)
-    app = web.Application(middlewares=[security.middleware()])
-    app.on_response_prepare.append(security.add_headers)
+    app = web.Application()
+    security.install(app)
     app[SETTINGS] = settings
     app[CACHE] = cache
     app[RESPONSE_CACHE] = response_cache

@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
+from exporter.client_connection import busy
 from exporter.credentials import AuthBusy, BasicAuthenticator, BcryptPool
 from exporter.webconfig import (
     WebConfig,
@@ -138,6 +139,17 @@ class WebSecurity:
             log.info("TLS certificate reloaded")
         self._serving_tls = new
 
+    def install(self, app: web.Application) -> None:
+        """Add authentication and the configured headers to ``app`` when a file configures them.
+
+        Without a file there is nothing to enforce, ever (a reload reads no file), and a
+        middleware costs each request more than a response-cache hit does.
+        """
+        if self.config.path is None:
+            return
+        app.middlewares.append(self.middleware())
+        app.on_response_prepare.append(self.add_headers)
+
     def middleware(self) -> Middleware:
         """Every request but the liveness probe needs valid credentials when users are set.
 
@@ -153,7 +165,8 @@ class WebSecurity:
                 # A recently verified client is let in here without awaiting anything, so it
                 # never waits behind password checks of other clients.
                 if credentials is None or not authenticator.cached(*credentials):
-                    await _authenticate(authenticator, credentials, request.remote)
+                    with busy(request):  # waiting for a password check is not idle
+                        await _authenticate(authenticator, credentials, request.remote)
             return await handler(request)
 
         return authenticate

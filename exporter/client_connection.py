@@ -8,7 +8,10 @@ import logging
 import socket
 import ssl
 import struct
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
 
 if TYPE_CHECKING:
     from exporter.connections import ConnectionGuard
@@ -34,7 +37,8 @@ class GuardedProtocol(asyncio.Protocol):
         self.tls = tls
         self.raw: asyncio.Transport | None = None  # the TCP connection
         self.transport: asyncio.Transport | None = None  # what aiohttp talks to (maybe TLS)
-        self.active = 0  # requests between complete headers and the end of their response
+        self.active = 0  # requests being handled, until their response is written
+        self.task: asyncio.Task[Any] | None = None  # the request task, for a hurried shutdown
         self.waiting_for = "headers"  # or "request" when idle after a response
         # Bytes arrived after the last complete header block: a request not complete yet.
         self.partial = False
@@ -132,6 +136,10 @@ class GuardedProtocol(asyncio.Protocol):
         if self.guard.loop.time() < self._deadline:
             self._timer = self.guard.loop.call_at(self._deadline, self._expire)
             return
+        if self.waiting_for == "headers" and self._tail and not self.partial:
+            # The headers came in time and aiohttp answered them itself (404, 405): idle now.
+            self.wait("request", self.guard.limits.idle_timeout)
+            return
         self.close(f"no {self.waiting_for} in time")
 
     def _stalled(self) -> None:
@@ -165,3 +173,24 @@ class GuardedProtocol(asyncio.Protocol):
         """The client's address, for log lines."""
         peer = self.raw.get_extra_info("peername") if self.raw else None
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+
+
+def connection_of(request: web.BaseRequest) -> GuardedProtocol | None:
+    """The guarded connection ``request`` came on (None without the guard: test clients)."""
+    transport = request.transport
+    conn = transport.get_protocol() if transport is not None else None
+    return conn if isinstance(conn, GuardedProtocol) else None
+
+
+@contextlib.contextmanager
+def busy(request: web.BaseRequest) -> Iterator[None]:
+    """The request's connection counts as busy (no timer, no eviction) inside the block."""
+    conn = connection_of(request)
+    if conn is None:
+        yield
+        return
+    conn.guard.request_started(conn, None)
+    try:
+        yield
+    finally:
+        conn.guard.request_done(conn)

@@ -7,6 +7,7 @@ them, closes the longest waiting one at the bound, runs TLS handshakes and track
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 import time
@@ -16,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 
-from exporter.client_connection import GuardedProtocol
+from exporter.client_connection import GuardedProtocol, connection_of
+from exporter.limits import write_response
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +77,6 @@ class ConnectionGuard:
         self.open: dict[asyncio.BaseProtocol, GuardedProtocol] = {}
         # Connections not handling a request, longest waiting first (dicts keep order).
         self.idle: dict[GuardedProtocol, None] = {}
-        # The tasks handling requests (one per request), so a shutdown can cancel them.
-        self.requests: set[asyncio.Task[Any]] = set()
         self.handshakes: set[asyncio.Task[None]] = set()
         self.hurried = False
         self.evicted = 0
@@ -94,8 +94,9 @@ class ConnectionGuard:
         """Signal handler during the drain: cancel in-flight requests instead of waiting."""
         if not self.hurried:
             self.hurried = True
-            log.info("signal received again: cancelling %d in-flight requests", len(self.requests))
-            for task in self.requests:
+            tasks = [conn.task for conn in self.open.values() if conn.task is not None]
+            log.info("signal received again: cancelling %d in-flight requests", len(tasks))
+            for task in tasks:
                 task.cancel()
 
     def admit(self, conn: GuardedProtocol) -> bool:
@@ -154,15 +155,20 @@ class ConnectionGuard:
     def _warn_full(self, what: str) -> None:
         self.full.warn("%s (--web.max-connections=%d reached)", what, self.limits.max_connections)
 
-    def request_started(self, conn: GuardedProtocol) -> None:
-        """Complete request headers arrived: no timer until its response is written."""
+    def request_started(self, conn: GuardedProtocol, task: asyncio.Task[Any] | None) -> None:
+        """A request is being handled: no timer and no eviction until its response is written."""
         conn.active += 1
+        if task is not None:
+            conn.task = task
         self.idle.pop(conn, None)
 
     def request_done(self, conn: GuardedProtocol) -> None:
         """A response was written (or abandoned): idle until the next request."""
         conn.active -= 1
-        if conn.active or self.open.get(conn.inner) is not conn:
+        if conn.active:
+            return
+        conn.task = None
+        if self.open.get(conn.inner) is not conn:
             return
         self.idle[conn] = None
         if conn.partial:  # part of the next request is here already (pipelined)
@@ -170,20 +176,24 @@ class ConnectionGuard:
         else:
             conn.wait("request", self.limits.idle_timeout)
 
-    def middleware(self) -> Middleware:
-        """The outermost middleware: a connection is busy until its request's task is done."""
 
-        @web.middleware
-        async def track(request: web.Request, handler: Handler) -> web.StreamResponse:
-            conn = self.open.get(request.protocol)
-            task = asyncio.current_task()
-            if task is not None:
-                self.requests.add(task)
-                task.add_done_callback(self.requests.discard)
-            if conn is not None and task is not None:
-                self.request_started(conn)
-                # aiohttp writes the response after the handlers return, still in this task.
-                task.add_done_callback(lambda _: self.request_done(conn))
+def tracked(handler: Handler) -> Handler:
+    """``handler`` with its connection busy until the response is written, which it does.
+
+    A route wrapper rather than a middleware: aiohttp's middleware chain and a done callback
+    on the request's task cost more than the response-cache hit they would wrap. Requests
+    aiohttp answers itself (404, 405) are not tracked; ``GuardedProtocol`` lets them be.
+    """
+
+    @functools.wraps(handler)
+    async def track(request: web.Request) -> web.StreamResponse:
+        conn = connection_of(request)
+        if conn is None:  # not behind the guard (aiohttp's test client)
             return await handler(request)
+        conn.guard.request_started(conn, asyncio.current_task())
+        try:
+            return await write_response(request, await handler(request))
+        finally:
+            conn.guard.request_done(conn)
 
-        return track
+    return track

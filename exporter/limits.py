@@ -39,7 +39,7 @@ class RequestLimiter:
                 if request.query_string:
                     check_query_size(request)
                 # Inside the slot: a client that does not read its body keeps the slot.
-                return await send_body(request, await handler(request))
+                return await write_response(request, await handler(request))
             finally:
                 if counted:
                     self.leave()
@@ -73,22 +73,28 @@ def check_query_size(request: web.Request, max_params: int = MAX_QUERY_PARAMS) -
         )
 
 
-async def send_body(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """Write a large ``web.Response`` now, as fast as the client reads; the response it became.
+async def write_response(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Write ``response`` now, a large body as fast as the client reads; the response it became.
 
-    Called inside the request slot, so a client that does not read keeps its slot until it
-    is cut (``--web.write-timeout``) or leaves; smaller responses are left to aiohttp.
+    Called inside the request slot and while the connection counts as busy, so a client that
+    does not read keeps both until it is cut (``--web.write-timeout``) or leaves. Writing a
+    written response again does nothing, so nested wrappers may each call it.
     """
     if (
         not isinstance(response, web.Response)
+        or not isinstance(body := response.body, bytes)
+        or len(body) <= BODY_CHUNK
         or response.prepared
         or response.compression
         or response.chunked
         or response.cookies
         or request.method == hdrs.METH_HEAD
-        or not isinstance(body := response.body, bytes)
-        or len(body) <= BODY_CHUNK
     ):
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except ConnectionError:
+            response.force_close()  # the client left: nothing more to send
         return response
     stream = web.StreamResponse(
         status=response.status, reason=response.reason, headers=response.headers

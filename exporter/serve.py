@@ -227,8 +227,6 @@ async def serve(
     )
     guard = ConnectionGuard(limits, ssl_context)
     try:
-        # Outermost, and added before setup() freezes the app.
-        app.middlewares.insert(0, guard.middleware())
         await runner.setup()
         assert runner.server is not None
         guard.protocol_factory = runner.server

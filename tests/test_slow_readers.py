@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiohttp.typedefs import Handler
 
-from exporter.limits import BODY_CHUNK, send_body
+from exporter.limits import BODY_CHUNK, write_response
 from tests.support import FIXTURE_ARGS, Exporter, answers, run_exporter
 
 MiB = 1024 * 1024
@@ -161,7 +161,7 @@ async def test_large_bodies_are_streamed_intact(
 
     @web.middleware
     async def sending(request: web.Request, handler: Handler) -> web.StreamResponse:
-        sent.append(await send_body(request, await handler(request)))
+        sent.append(await write_response(request, await handler(request)))
         return sent[-1]
 
     app = web.Application(middlewares=[sending])
@@ -171,9 +171,9 @@ async def test_large_bodies_are_streamed_intact(
     assert await resp.read() == big and resp.headers["X-Kept"] == "1"
     assert resp.headers["Content-Length"] == str(len(big))
     assert resp.headers["Content-Encoding"] == "gzip"
-    assert type(sent[-1]) is web.StreamResponse  # written in chunks by send_body
+    assert type(sent[-1]) is web.StreamResponse  # written in chunks by write_response
     head = await client.head("/big")
     assert head.headers["Content-Length"] == str(len(big)) and await head.read() == b""
-    assert type(sent[-1]) is web.Response  # HEAD: left to aiohttp, which sends no body
+    assert type(sent[-1]) is web.Response  # HEAD: written whole, and aiohttp sends no body
     assert await (await client.get("/small", auto_decompress=False)).read() == b"small"
-    assert type(sent[-1]) is web.Response  # small: left to aiohttp
+    assert type(sent[-1]) is web.Response  # small: written whole

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from exporter.connections import tracked
 from exporter.handlers.cache_api import invalidate, stats
 from exporter.handlers.metrics import metrics
 from exporter.handlers.pages import healthy, landing, ready
@@ -12,17 +13,18 @@ from exporter.limits import RequestLimiter
 
 
 def routes(telemetry_path: str, limited: RequestLimiter) -> list[web.AbstractRouteDef]:
-    """Route table: the handlers that do work are ``limited``; the health probes never are.
+    """Route table: every handler is ``tracked``; those that do work are ``limited`` too.
 
-    /probe is bounded by its polls' limits instead (a scrape waiting for a slow BMC is not
-    work). /cache/invalidate is POST-only (aiohttp answers 405 otherwise).
+    The health probes are never limited; /probe is bounded by its polls' limits instead (a
+    scrape waiting for a slow BMC is not work). /cache/invalidate is POST-only (aiohttp
+    answers 405 otherwise).
     """
     return [
-        web.get(telemetry_path, limited(metrics)),
-        web.get("/probe", probe),
-        web.get("/cache/stats", limited(stats)),
-        web.post("/cache/invalidate", limited(invalidate)),
-        web.get("/", limited(landing)),
-        web.get("/-/healthy", healthy),
-        web.get("/-/ready", ready),
+        web.get(telemetry_path, tracked(limited(metrics))),
+        web.get("/probe", tracked(probe)),
+        web.get("/cache/stats", tracked(limited(stats))),
+        web.post("/cache/invalidate", tracked(limited(invalidate))),
+        web.get("/", tracked(limited(landing))),
+        web.get("/-/healthy", tracked(healthy)),
+        web.get("/-/ready", tracked(ready)),
     ]
