@@ -48,8 +48,9 @@ def layered_app(identity: bytes, gzipped: bytes, content_type: str) -> web.Appli
     response costs in the exporter's HTTP stack."""
     app = web.Application()
     WebSecurity.from_file(None).install(app)
-    handler = RequestLimiter(0)(fixed_bytes(identity, gzipped, content_type))
-    app.router.add_get("/metrics", tracked(handler))
+    app.router.add_get(
+        "/metrics", RequestLimiter(0)(tracked(fixed_bytes(identity, gzipped, content_type)))
+    )
     return app
 
 

@@ -189,7 +189,7 @@ def tracked(handler: Handler) -> Handler:
     async def track(request: web.Request) -> web.StreamResponse:
         conn = connection_of(request)
         if conn is None:  # not behind the guard (aiohttp's test client)
-            return await handler(request)
+            return await write_response(request, await handler(request))
         conn.guard.request_started(conn, asyncio.current_task())
         try:
             return await write_response(request, await handler(request))

@@ -38,8 +38,9 @@ class RequestLimiter:
             try:
                 if request.query_string:
                     check_query_size(request)
-                # Inside the slot: a client that does not read its body keeps the slot.
-                return await write_response(request, await handler(request))
+                # ``handler`` writes its response (connections.tracked): a client that does
+                # not read its body keeps the slot.
+                return await handler(request)
             finally:
                 if counted:
                     self.leave()
@@ -77,8 +78,7 @@ async def write_response(request: web.Request, response: web.StreamResponse) -> 
     """Write ``response`` now, a large body as fast as the client reads; the response it became.
 
     Called inside the request slot and while the connection counts as busy, so a client that
-    does not read keeps both until it is cut (``--web.write-timeout``) or leaves. Writing a
-    written response again does nothing, so nested wrappers may each call it.
+    does not read keeps both until it is cut (``--web.write-timeout``) or leaves.
     """
     if (
         not isinstance(response, web.Response)
