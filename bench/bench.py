@@ -53,6 +53,10 @@ class Row:
     p99_ms: float
     cpu_s_per_1k: float
     errors: int
+    # Medians over rounds of (baseline or layered CPU per scrape ÷ this target's) in the same
+    # round: pairs measured a few seconds apart, so drift of a shared machine cancels out.
+    cpu_ratio: float | None = None
+    cpu_ratio_layered: float | None = None
 
 
 @contextmanager
@@ -165,8 +169,18 @@ def run_peers(samples: int, args: argparse.Namespace, tmp: Path) -> list[Row]:
                 for _ in range(args.rounds):
                     for target, proc, port in targets:
                         rounds[target].append(measure(target, proc.pid, port, samples, enc, args))
-                rows += [median_row(runs) for runs in rounds.values()]
+                for runs in rounds.values():
+                    row = median_row(runs)
+                    row.cpu_ratio = paired_ratio(rounds[targets[0][0]], runs)
+                    row.cpu_ratio_layered = paired_ratio(rounds[LAYERED], runs)
+                    rows.append(row)
     return rows
+
+
+def paired_ratio(reference: list[Row], runs: list[Row]) -> float:
+    """Median over rounds of reference CPU per scrape ÷ this target's, in the same round."""
+    ratios = sorted(r.cpu_s_per_1k / t.cpu_s_per_1k for r, t in zip(reference, runs, strict=True))
+    return ratios[len(ratios) // 2]
 
 
 def run_node_exporter(args: argparse.Namespace) -> list[Row]:
@@ -213,24 +227,22 @@ def markdown(rows: list[Row], scale: list[dict[str, float]], sim: list[dict[str,
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.platform()}, "
         f"{psutil.cpu_count()} vCPU, Python {platform.python_version()}; wrk -t1, "
-        "loopback. Ratio = req/s ÷ baseline req/s; CPU ratio = baseline CPU per scrape ÷ this "
-        "target's (same samples, same encoding, same run; steadier when the machine is shared); "
-        "CPU ratio to layered: the same against fixed bytes served through the exporter's own "
-        "connection guard, request tracking and request limit (bench/servers.py layered).",
+        "loopback. Ratio = req/s ÷ baseline req/s (median runs); CPU ratio = baseline CPU per "
+        "scrape ÷ this target's, taken in each interleaved round and the median over rounds "
+        "given (same samples, same encoding; steadier when the machine is shared); CPU ratio to "
+        "layered: the same against fixed bytes served through the exporter's own connection "
+        "guard, request tracking and request limit (bench/servers.py layered).",
         "",
         "| target | samples | encoding | req/s | ratio | CPU ratio | CPU ratio to layered "
         "| p50 ms | p99 ms | CPU s / 1k scrapes |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base = {(r.samples, r.encoding): r for r in rows if r.target.startswith("baseline")}
-    layered = {(r.samples, r.encoding): r for r in rows if r.target == LAYERED}
     for r in rows:
-        b, lay = base.get((r.samples, r.encoding)), layered.get((r.samples, r.encoding))
+        b = base.get((r.samples, r.encoding))
         ratio = "-" if b is None else f"{r.rps / b.rps:.2f}"
-        cpu = "-" if b is None or not r.cpu_s_per_1k else f"{b.cpu_s_per_1k / r.cpu_s_per_1k:.2f}"
-        to_layered = (
-            "-" if lay is None or not r.cpu_s_per_1k else f"{lay.cpu_s_per_1k / r.cpu_s_per_1k:.2f}"
-        )
+        cpu = "-" if r.cpu_ratio is None else f"{r.cpu_ratio:.2f}"
+        to_layered = "-" if r.cpu_ratio_layered is None else f"{r.cpu_ratio_layered:.2f}"
         lines.append(
             f"| {r.target} | {r.samples} | {r.encoding} | {r.rps:.0f} | {ratio} | {cpu} | "
             f"{to_layered} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_s_per_1k:.3f} |"
@@ -265,9 +277,9 @@ def markdown(rows: list[Row], scale: list[dict[str, float]], sim: list[dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per load run")
     parser.add_argument("--connections", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs per target")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved runs per target")
     parser.add_argument("--samples", default="1000,10000")
     parser.add_argument("--scaling", default="1000,10000,100000")
     parser.add_argument("--sim-hours", type=float, default=24.0, help="simulated 15 s scrapes")
