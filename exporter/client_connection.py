@@ -71,8 +71,10 @@ class GuardedProtocol(asyncio.Protocol):
             self.inner.data_received(data)
 
     def data_received(self, data: bytes) -> None:
-        """Forward; the first bytes after an idle spell start the header timer."""
-        if self.waiting_for == "request" and not self.active:
+        """Forward; the first bytes of a request start the header timer."""
+        # After an idle spell, or after a whole request aiohttp answered itself (404, 405):
+        # its header timer still runs, and must not end the next request's early.
+        if not self.active and self._tail and not self.partial:
             self.wait("headers", self.guard.limits.read_header_timeout)
         # A client may send its next request before the previous response is written
         # (pipelining); if only part of it came, it must be complete by the header timeout.

@@ -160,7 +160,12 @@ def http_exchange(sock: socket.socket, path: str) -> bytes:
     return head
 
 
-def test_keepalive_connections_are_closed_after_the_idle_timeout(tmp_path: Path) -> None:
+# The last request before the idle spell: one of the routes, or one aiohttp answers itself.
+LAST_REQUESTS = {"/metrics": b"200", "/nope": b"404", "/cache/invalidate": b"405"}
+
+
+@pytest.mark.parametrize("last", LAST_REQUESTS)
+def test_keepalive_connections_are_closed_after_the_idle_timeout(tmp_path: Path, last: str) -> None:
     idle = 3.0
     args = [
         "--collector.disable-defaults",
@@ -170,7 +175,8 @@ def test_keepalive_connections_are_closed_after_the_idle_timeout(tmp_path: Path)
     with run_exporter(args, tmp_path) as exporter:
         with socket.create_connection(("127.0.0.1", exporter.port), timeout=30) as sock:
             assert http_exchange(sock, "/-/healthy").startswith(b"HTTP/1.1 200")
-            assert http_exchange(sock, "/metrics").startswith(b"HTTP/1.1 200")  # kept alive
+            status = b"HTTP/1.1 " + LAST_REQUESTS[last]
+            assert http_exchange(sock, last).startswith(status)  # kept alive
             answered = time.monotonic()
             (closed,) = await_closed([sock], timeout=30)
         # The idle timeout, not the (shorter) header timeout, applies between requests.
@@ -193,8 +199,9 @@ def test_a_slow_scrape_is_not_cut_by_the_header_timeout(tmp_path: Path) -> None:
         assert time.monotonic() - started > 1  # it really outlived the header timeout
 
 
+@pytest.mark.parametrize("first", ["/-/healthy", "/nope"])
 def test_half_a_request_pipelined_behind_a_whole_one_gets_the_header_timeout(
-    tmp_path: Path,
+    tmp_path: Path, first: str
 ) -> None:
     header, idle = 1.0, 60.0
     args = [
@@ -206,15 +213,40 @@ def test_half_a_request_pipelined_behind_a_whole_one_gets_the_header_timeout(
         run_exporter(args, tmp_path) as exporter,
         socket.create_connection(("127.0.0.1", exporter.port), timeout=30) as sock,
     ):
-        # One send: a complete request, then the start of the next one.
-        sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n" + HALF_REQUEST)
+        # One send: a complete request (a route's, or a 404), then the start of the next one.
+        sock.sendall(f"GET {first} HTTP/1.1\r\nHost: x\r\n\r\n".encode() + HALF_REQUEST)
         data = b""
-        while b"Healthy" not in data:
+        while not data.endswith((b"Healthy.\n", b"Not Found")):
             data += sock.recv(65536)
         answered = time.monotonic()
-        assert data.startswith(b"HTTP/1.1 200")
+        assert data.startswith(b"HTTP/1.1 200" if first == "/-/healthy" else b"HTTP/1.1 404")
         (closed,) = await_closed([sock], timeout=30)
         assert closed - answered < header + 5  # the header timeout, not the idle one
+
+
+def test_a_request_after_a_404_gets_its_own_header_timeout(tmp_path: Path) -> None:
+    header = 3.0
+    args = [
+        "--collector.disable-defaults",
+        f"--web.read-header-timeout={header}s",
+        "--web.idle-timeout=60s",
+    ]
+    with (
+        run_exporter(args, tmp_path) as exporter,
+        socket.create_connection(("127.0.0.1", exporter.port), timeout=30) as sock,
+    ):
+        asked = time.monotonic()
+        assert http_exchange(sock, "/nope").startswith(b"HTTP/1.1 404")  # aiohttp's own answer
+        time.sleep(header * 2 / 3)
+        sock.sendall(b"GET /-/healthy HTTP/1.1\r\n")  # begun within the 404's header timeout ...
+        time.sleep(header / 2)
+        sock.sendall(b"Host: x\r\n\r\n")  # ... finished after it, within its own
+        assert time.monotonic() - asked > header
+        try:
+            answer = sock.recv(65536)
+        except ConnectionResetError:
+            answer = b""
+        assert answer.startswith(b"HTTP/1.1 200"), "closed by the 404's header timeout"
 
 
 @contextlib.contextmanager
