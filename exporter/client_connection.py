@@ -186,12 +186,13 @@ def connection_of(request: web.BaseRequest) -> GuardedProtocol | None:
 
 @contextlib.contextmanager
 def busy(request: web.BaseRequest) -> Iterator[None]:
-    """The request's connection counts as busy (no timer, no eviction) inside the block."""
+    """The request's connection counts as busy (no timer, no eviction, cancelled by a hurried
+    shutdown) inside the block."""
     conn = connection_of(request)
     if conn is None:
         yield
         return
-    conn.guard.request_started(conn, None)
+    conn.guard.request_started(conn, asyncio.current_task())
     try:
         yield
     finally:

@@ -24,11 +24,13 @@ from tests.support import (
     FIXTURE_ARGS,
     PROCFS,
     REPO,
+    cpu_seconds,
     fake_path,
     free_port,
     run_exporter,
     wait_for,
 )
+from tests.websec import SLOW_ROUNDS, auth_config, basic
 
 
 @pytest.fixture
@@ -219,15 +221,40 @@ def test_second_signal_cuts_the_drain_short(tmp_path: Path, sig: signal.Signals)
     assert (cache / "snapshot.json").is_file(), logs
 
 
+def test_second_signal_cancels_a_scrape_waiting_for_its_password_check(tmp_path: Path) -> None:
+    """The check is slow and the scrape behind it would wait on a hung tool: both are cut."""
+    pidfile = tmp_path / "ipmitool.pids"
+    env = {"FAKE_IPMITOOL_MODE": "hang", "FAKE_IPMITOOL_PIDFILE": str(pidfile)}
+    config = auth_config(tmp_path / "web.yml", {"prometheus": "scrape"}, rounds=SLOW_ROUNDS)
+    args = [*FIXTURE_ARGS, "--collector.ipmi", "--web.max-scrape-wait=60s",
+            "--collector.ipmi.timeout=5m", f"--web.config.file={config}"]  # fmt: skip
+    with run_exporter(args, tmp_path, env=env, wait_ready=False) as exporter:
+        wait_for(lambda: pidfile.exists() and len(pidfile.read_text().split()) >= 2, "ipmitool")
+        spent = cpu_seconds(exporter.proc.pid)
+        headers = basic("prometheus", "scrape")  # never checked yet: bcrypt runs
+        scrape = threading.Thread(target=cut_scrape, args=(exporter.base, headers), daemon=True)
+        scrape.start()
+        wait_for(lambda: cpu_seconds(exporter.proc.pid) - spent > 0.3, "the password check")
+        exporter.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "shutting down" in exporter.logs(), "the drain")
+        exporter.proc.send_signal(signal.SIGTERM)
+        # Not cancelled, the scrape would hold the drain for its whole timeout, twice over.
+        assert exporter.proc.wait(timeout=15) == 0, exporter.logs()
+        logs = exporter.logs()
+    assert "cancelling 1 in-flight requests" in logs and "stopped" in logs, logs
+    assert "Traceback" not in logs, logs
+
+
 def established(pid: int) -> list[object]:
     """The exporter's established TCP connections (a client is connected)."""
     return [c for c in psutil.Process(pid).net_connections("tcp") if c.status == "ESTABLISHED"]
 
 
-def cut_scrape(base: str) -> None:
+def cut_scrape(base: str, headers: dict[str, str] | None = None) -> None:
     """A scrape waiting for the hung ipmi refresh; the second signal cuts it off."""
     request = urllib.request.Request(
-        base + "/metrics?collect[]=ipmi", headers={"X-Prometheus-Scrape-Timeout-Seconds": "60"}
+        base + "/metrics?collect[]=ipmi",
+        headers={"X-Prometheus-Scrape-Timeout-Seconds": "60", **(headers or {})},
     )
     with contextlib.suppress(OSError, http.client.HTTPException):
         urllib.request.urlopen(request, timeout=90).close()

@@ -67,9 +67,9 @@ def make_pki(root: Path) -> PKI:
     return PKI(root)
 
 
-def hash_password(password: str) -> str:
-    """A bcrypt hash at the cheapest cost, as ``htpasswd -B`` would write it."""
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+def hash_password(password: str, rounds: int = 4) -> str:
+    """A bcrypt hash (the cheapest cost unless ``rounds`` says), as ``htpasswd -B`` writes it."""
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds)).decode()
 
 
 HSTS = "max-age=31536000; includeSubDomains"
@@ -80,11 +80,16 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def auth_config(path: Path, users: dict[str, str], extra: str = "") -> Path:
+def auth_config(path: Path, users: dict[str, str], extra: str = "", rounds: int = 4) -> Path:
     """Write a web config with bcrypt hashes of ``users`` (name -> password)."""
-    lines = ["basic_auth_users:"] + [f"  {u}: {hash_password(p)}" for u, p in users.items()]
+    lines = ["basic_auth_users:"] + [f"  {u}: {hash_password(p, rounds)}" for u, p in users.items()]
     path.write_text("\n".join(lines) + "\n" + extra)
     return path
+
+
+# A bcrypt cost whose check takes seconds (2.5 s on a 2-vCPU VM): long enough to watch a
+# request wait for it (its CPU time shows it started, support.cpu_seconds).
+SLOW_ROUNDS = 15
 
 
 HEADERS = f"http_server_config:\n  headers:\n    Strict-Transport-Security: '{HSTS}'\n"
