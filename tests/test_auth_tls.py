@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -15,11 +16,20 @@ import pytest
 
 from exporter.auth import REALM, WEB_SECURITY
 from tests.doubles import ClientFactory
-from tests.support import fake_path, free_port, read_log, run_exporter, running, wait_for
+from tests.support import (
+    cpu_seconds,
+    fake_path,
+    free_port,
+    read_log,
+    run_exporter,
+    running,
+    wait_for,
+)
 from tests.websec import (
     HEADERS,
     HSTS,
     PKI,
+    SLOW_ROUNDS,
     auth_config,
     basic,
     client_context,
@@ -47,6 +57,9 @@ async def test_basic_auth_on_every_endpoint(aiohttp_client: ClientFactory, tmp_p
     ):
         assert (await client.get("/metrics", headers=headers)).status == 401, headers
     assert (await client.get("/-/healthy")).status == 200  # the one documented exemption
+    resp = await client.get("/no-such-page")  # 401, not 404: paths are not probed unauthenticated
+    assert resp.status == 401 and resp.headers["WWW-Authenticate"] == f'Basic realm="{REALM}"'
+    assert (await client.get("/no-such-page", headers=basic("bob", "builder"))).status == 404
 
 
 async def test_checked_credentials_are_cached(
@@ -130,6 +143,31 @@ async def test_reload_swaps_users_and_keeps_old_config_on_error(
     config.write_text("basic_auth_users:\n  carol: not-a-hash\n")
     assert await security.reload() is False
     assert (await client.get("/metrics", headers=basic("bob", "two"))).status == 200
+
+
+def test_a_connection_waiting_for_its_password_check_is_not_evicted(tmp_path: Path) -> None:
+    config = auth_config(tmp_path / "web.yml", {"prometheus": "scrape"}, rounds=SLOW_ROUNDS)
+    args = [
+        "--collector.disable-defaults",
+        "--web.max-connections=1",
+        "--web.read-header-timeout=1s",  # shorter than the check
+        f"--web.config.file={config}",
+    ]
+    auth = "Authorization: " + basic("prometheus", "scrape")["Authorization"]
+    with (
+        run_exporter(args, tmp_path, wait_ready=False) as exporter,
+        socket.create_connection(("127.0.0.1", exporter.port), timeout=30) as waiting,
+    ):
+        spent = cpu_seconds(exporter.proc.pid)
+        waiting.sendall(f"GET /metrics HTTP/1.1\r\nHost: x\r\n{auth}\r\n\r\n".encode())
+        wait_for(lambda: cpu_seconds(exporter.proc.pid) - spent > 0.3, "the password check")
+        # At the bound: the waiting connection is busy, so the new one is refused.
+        with socket.create_connection(("127.0.0.1", exporter.port), timeout=30) as extra:
+            extra.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+            with contextlib.suppress(ConnectionResetError):
+                assert extra.recv(100) == b""
+        assert waiting.recv(100).startswith(b"HTTP/1.1 200")
+        assert "refused a new connection" in exporter.logs()
 
 
 def test_sighup_reloads_users_in_a_running_exporter(tmp_path: Path) -> None:

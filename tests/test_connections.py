@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from exporter.connections import Throttled
+from exporter.limits import BODY_CHUNK
 from exporter.serve import FD_RESERVE, accept_error_handler
 from tests.support import FIXTURE_ARGS, Exporter, fake_path, free_port, run_exporter, running
 from tests.websec import client_context, https_get, make_pki
@@ -247,6 +248,26 @@ def test_a_request_after_a_404_gets_its_own_header_timeout(tmp_path: Path) -> No
         except ConnectionResetError:
             answer = b""
         assert answer.startswith(b"HTTP/1.1 200"), "closed by the 404's header timeout"
+
+
+def test_head_on_a_kept_alive_connection_sends_headers_only(tmp_path: Path) -> None:
+    args = [*FIXTURE_ARGS, "--collector.synthetic", "--collector.synthetic.samples=30000"]
+    with (
+        run_exporter(args, tmp_path) as exporter,
+        socket.create_connection(("127.0.0.1", exporter.port), timeout=30) as sock,
+    ):
+        status, body = exporter.get("/metrics")
+        assert status == 200 and len(body) > BODY_CHUNK  # a GET gets it a chunk at a time
+        # Pipelined: the second answer must follow the first one's headers at once.
+        sock.sendall(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(b"Healthy.\n"):
+            data += sock.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert f"\r\nContent-Length: {len(body)}\r\n".encode() in head
+        assert rest.startswith(b"HTTP/1.1 200"), rest[:100]
 
 
 @contextlib.contextmanager

@@ -245,6 +245,31 @@ def test_second_signal_cancels_a_scrape_waiting_for_its_password_check(tmp_path:
     assert "Traceback" not in logs, logs
 
 
+def test_second_signal_cuts_writing_to_a_client_that_does_not_read(tmp_path: Path) -> None:
+    # About 5.6 MiB: more than loopback's socket buffers take from a client that does not read.
+    args = [*FIXTURE_ARGS, "--collector.synthetic", "--collector.synthetic.samples=100000",
+            "--web.write-timeout=10m"]  # fmt: skip
+    with run_exporter(args, tmp_path) as exporter, socket.socket() as sock:
+        assert exporter.get("/metrics")[0] == 200  # rendered and stored: written at once
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", exporter.port))
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(12, socket.MSG_PEEK) == b"HTTP/1.1 200"  # the body is being written
+        exporter.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "shutting down" in exporter.logs(), "the drain")
+        with pytest.raises(subprocess.TimeoutExpired):
+            exporter.proc.wait(timeout=2)  # still draining: the body is not written yet
+        started = time.monotonic()
+        exporter.proc.send_signal(signal.SIGTERM)
+        assert exporter.proc.wait(timeout=30) == 0, exporter.logs()
+        elapsed = time.monotonic() - started
+        logs = exporter.logs()
+    assert elapsed < 5, f"the second signal took {elapsed:.1f}s to end the drain"
+    assert "cancelling 1 in-flight requests" in logs and "stopped" in logs, logs
+    assert "Traceback" not in logs, logs
+
+
 def established(pid: int) -> list[object]:
     """The exporter's established TCP connections (a client is connected)."""
     return [c for c in psutil.Process(pid).net_connections("tcp") if c.status == "ESTABLISHED"]

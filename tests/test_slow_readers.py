@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import struct
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from aiohttp.typedefs import Handler
 
 from exporter.limits import BODY_CHUNK, write_response
-from tests.support import FIXTURE_ARGS, Exporter, answers, run_exporter
+from tests.support import FIXTURE_ARGS, Exporter, answers, run_exporter, wait_for
 
 MiB = 1024 * 1024
 # About 5.6 MiB of text: more than loopback's socket buffers can take from a client that
@@ -128,6 +129,21 @@ def test_a_client_that_does_not_read_is_cut_after_the_write_timeout(tmp_path: Pa
             wait_until(lambda: answers(exporter.base + "/metrics"), what="a free slot")
         assert "read nothing for 2s (--web.write-timeout)" in exporter.logs()
     assert "Traceback" not in exporter.logs()
+
+
+def test_clients_that_leave_mid_body_leave_nothing_behind(tmp_path: Path) -> None:
+    with run_exporter(BIG, tmp_path) as exporter:
+        body = full_get(exporter)
+        fds = psutil.Process(exporter.proc.pid).num_fds()
+        for _ in range(10):
+            with socket.create_connection(("127.0.0.1", exporter.port), timeout=30) as sock:
+                sock.sendall(REQUEST)
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+                # Reset, with most of the body unread (and more still to write).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        wait_for(lambda: psutil.Process(exporter.proc.pid).num_fds() <= fds, "their fds closed")
+        assert full_get(exporter) == body
+    assert "Traceback" not in exporter.logs() and "level=error" not in exporter.logs()
 
 
 def test_at_the_connection_limit_busy_connections_stay_and_new_ones_are_refused(
