@@ -170,6 +170,17 @@ def test_a_connection_waiting_for_its_password_check_is_not_evicted(tmp_path: Pa
         assert "refused a new connection" in exporter.logs()
 
 
+async def test_a_reload_can_turn_auth_on(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    config = tmp_path / "w.yml"
+    config.write_text(HEADERS)  # a file without users: nothing to check yet
+    client, app, *_ = await start(aiohttp_client, config)
+    assert (await client.get("/metrics")).status == 200
+    auth_config(config, {"alice": "one"}, HEADERS)
+    assert await app[WEB_SECURITY].reload() is True
+    assert (await client.get("/metrics")).status == 401
+    assert (await client.get("/metrics", headers=basic("alice", "one"))).status == 200
+
+
 def test_sighup_reloads_users_in_a_running_exporter(tmp_path: Path) -> None:
     config = auth_config(tmp_path / "web.yml", {"alice": "one"})
     args = ["--collector.disable-defaults", f"--web.config.file={config}"]
