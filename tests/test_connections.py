@@ -184,20 +184,23 @@ def test_keepalive_connections_are_closed_after_the_idle_timeout(tmp_path: Path,
         assert idle - 0.5 < closed - answered < idle + 5
 
 
-def test_a_slow_scrape_is_not_cut_by_the_header_timeout(tmp_path: Path) -> None:
+def test_a_slow_scrape_is_not_cut_by_the_header_or_idle_timeout(tmp_path: Path) -> None:
     args = [
         *FIXTURE_ARGS,
         "--collector.synthetic",
-        "--collector.synthetic.delay=3",
+        "--collector.synthetic.delay=4",
         "--collector.synthetic.samples=10",
         "--web.read-header-timeout=1s",
+        # A connection whose complete request is not being handled would be idle once the
+        # header timeout ran out, and closed after this: only a busy one outlives both.
+        "--web.idle-timeout=1s",
     ]
-    # Not waiting for readiness: the scrape waits about 3s for the first collection.
+    # Not waiting for readiness: the scrape waits about 4s for the first collection.
     with run_exporter(args, tmp_path, wait_ready=False) as exporter:
         started = time.monotonic()
         status, body = exporter.get("/metrics?collect[]=synthetic")
         assert status == 200 and b"hw_synthetic_value_0" in body
-        assert time.monotonic() - started > 1  # it really outlived the header timeout
+        assert time.monotonic() - started > 2  # it really outlived both timeouts
 
 
 @pytest.mark.parametrize("first", ["/-/healthy", "/nope"])
