@@ -160,6 +160,8 @@ class ConnectionGuard:
         conn.active += 1
         if task is not None:
             conn.task = task
+            if self.hurried:  # began after the second signal cancelled the others
+                task.cancel()
         self.idle.pop(conn, None)
 
     def request_done(self, conn: GuardedProtocol) -> None:
