@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import BasicAuth, hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from exporter.client_connection import busy
+from exporter.client_connection import Busy
 from exporter.credentials import AuthBusy, BasicAuthenticator, BcryptPool
 from exporter.webconfig import (
     WebConfig,
@@ -165,7 +165,7 @@ class WebSecurity:
                 # A recently verified client is let in here without awaiting anything, so it
                 # never waits behind password checks of other clients.
                 if credentials is None or not authenticator.cached(*credentials):
-                    with busy(request):  # waiting for a password check is not idle
+                    with Busy(request):  # waiting for a password check is not idle
                         await _authenticate(authenticator, credentials, request.remote)
             return await handler(request)
 

@@ -8,7 +8,6 @@ import logging
 import socket
 import ssl
 import struct
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -184,16 +183,17 @@ def connection_of(request: web.BaseRequest) -> GuardedProtocol | None:
     return conn if isinstance(conn, GuardedProtocol) else None
 
 
-@contextlib.contextmanager
-def busy(request: web.BaseRequest) -> Iterator[None]:
-    """The request's connection counts as busy (no timer, no eviction, cancelled by a hurried
-    shutdown) inside the block."""
-    conn = connection_of(request)
-    if conn is None:
-        yield
-        return
-    conn.guard.request_started(conn, asyncio.current_task())
-    try:
-        yield
-    finally:
-        conn.guard.request_done(conn)
+class Busy:
+    """Inside the block the request's connection counts as busy: no timer, no eviction, and
+    a hurried shutdown cancels the request (nothing happens without the guard)."""
+
+    def __init__(self, request: web.BaseRequest) -> None:
+        self.conn = connection_of(request)
+
+    def __enter__(self) -> None:
+        if self.conn is not None:
+            self.conn.guard.request_started(self.conn)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.conn is not None:
+            self.conn.guard.request_done(self.conn)

@@ -14,12 +14,11 @@ import time
 from asyncio import sslproto
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from exporter.client_connection import GuardedProtocol, connection_of
+from exporter.client_connection import Busy, GuardedProtocol
 from exporter.limits import write_response
 
 log = logging.getLogger(__name__)
@@ -155,9 +154,11 @@ class ConnectionGuard:
     def _warn_full(self, what: str) -> None:
         self.full.warn("%s (--web.max-connections=%d reached)", what, self.limits.max_connections)
 
-    def request_started(self, conn: GuardedProtocol, task: asyncio.Task[Any] | None) -> None:
-        """A request is being handled: no timer and no eviction until its response is written."""
+    def request_started(self, conn: GuardedProtocol) -> None:
+        """A request is being handled (by this task): no timer and no eviction until its
+        response is written."""
         conn.active += 1
+        task = asyncio.current_task()
         if task is not None:
             conn.task = task
             if self.hurried:  # began after the second signal cancelled the others
@@ -189,13 +190,7 @@ def tracked(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def track(request: web.Request) -> web.StreamResponse:
-        conn = connection_of(request)
-        if conn is None:  # not behind the guard (aiohttp's test client)
+        with Busy(request):
             return await write_response(request, await handler(request))
-        conn.guard.request_started(conn, asyncio.current_task())
-        try:
-            return await write_response(request, await handler(request))
-        finally:
-            conn.guard.request_done(conn)
 
     return track
