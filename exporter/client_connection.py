@@ -73,7 +73,7 @@ class GuardedProtocol(asyncio.Protocol):
         """Forward; the first bytes of a request start the header timer."""
         # After an idle spell, or after a whole request aiohttp answered itself (404, 405):
         # its header timer still runs, and must not end the next request's early.
-        if not self.active and self._tail and not self.partial:
+        if not self.active and self.between_requests:
             self.wait("headers", self.guard.limits.read_header_timeout)
         # A client may send its next request before the previous response is written
         # (pipelining); if only part of it came, it must be complete by the header timeout.
@@ -86,6 +86,11 @@ class GuardedProtocol(asyncio.Protocol):
             self._early.append(data)
             return
         self.inner.data_received(data)
+
+    @property
+    def between_requests(self) -> bool:
+        """Bytes came, and the last of them ended a header block: no next request begun."""
+        return bool(self._tail) and not self.partial
 
     def eof_received(self) -> bool | None:
         """Forward."""
@@ -137,7 +142,7 @@ class GuardedProtocol(asyncio.Protocol):
         if self.guard.loop.time() < self._deadline:
             self._timer = self.guard.loop.call_at(self._deadline, self._expire)
             return
-        if self.waiting_for == "headers" and self._tail and not self.partial:
+        if self.waiting_for == "headers" and self.between_requests:
             # The headers came in time and aiohttp answered them itself (404, 405): idle now.
             self.wait("request", self.guard.limits.idle_timeout)
             return
